@@ -1,0 +1,59 @@
+# Soundstage developer commands. `make run` and `make test` set everything up on a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned on the same pip command line as everything that depends on it, so pip
+# keeps this build (the local CPU wheel here, a CUDA build elsewhere) and never pulls another.
+TORCH_VERSION ?= 2.13.0
+PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
+PACKAGES := -e shared -e services/api -e services/worker-musicgen
+STAMP := $(VENV)/.installed
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help install run migrate test test-unit lint format bench-api clean
+
+help:
+	@echo "make run        start the whole stack in embedded mode on http://127.0.0.1:8000 (PORT=...)"
+	@echo "make test       run the whole test suite (installs what it needs first)"
+	@echo "make migrate    apply database migrations to DATABASE_URL"
+	@echo "make lint       ruff + mypy"
+	@echo "make bench-api  submission latency benchmark against real Redis + PostgreSQL"
+
+$(STAMP): shared/pyproject.toml services/api/pyproject.toml services/worker-musicgen/pyproject.toml requirements-dev.txt constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) -c constraints.txt torch==$(TORCH_VERSION) $(PACKAGES) -r requirements-dev.txt
+	@touch $@
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/soundstage run
+
+migrate: install
+	$(BIN)/soundstage migrate
+
+test: install
+	@scripts/ensure-test-servers.sh
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench-api: install
+	@scripts/ensure-test-servers.sh
+	$(BIN)/python -m bench.bench_api $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

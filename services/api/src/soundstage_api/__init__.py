@@ -1,0 +1,1 @@
+"""Soundstage API gateway (FastAPI). Never imports worker code, torch or JAX."""

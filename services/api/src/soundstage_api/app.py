@@ -1,0 +1,49 @@
+"""The API app factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from soundstage import __version__
+from soundstage.settings import Settings
+from soundstage_api.errors import install_error_handlers
+from soundstage_api.metrics import SoundstageCollector
+from soundstage_api.routes import files, generate, jobs, system
+from soundstage_api.state import AppState
+
+DESCRIPTION = """
+Soundstage serves AI music models over HTTP. Submit a job, poll `GET /jobs/{job_id}`,
+download `result_urls` from `GET /files/{name}`.
+
+Errors always look like `{"error": {"code", "message", "details"}, "detail": message}`;
+`code` is stable and machine-readable. When the server sets `API_KEY` or `API_KEYS`,
+send `X-API-Key` on every route except `/health`, `/ready` and `/metrics`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    state = AppState.build(settings)
+    state.metrics_registry.register(SoundstageCollector(state))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.close()
+
+    app = FastAPI(
+        title="Soundstage",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url="/redoc",
+    )
+    app.state.soundstage = state
+    install_error_handlers(app)
+    for module in (generate, jobs, files, system):
+        app.include_router(module.router)
+    return app

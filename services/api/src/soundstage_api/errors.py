@@ -1,0 +1,82 @@
+"""One place that turns every exception into `{"error": {code, message, details}, "detail": message}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from soundstage.errors import AppError, ErrorCode
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "5"
+
+
+def unavailable(code: ErrorCode, what: str) -> AppError:
+    return AppError(
+        code,
+        f"The {what} is unavailable right now; retry shortly.",
+        status_code=503,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+def _render(error: AppError) -> JSONResponse:
+    return JSONResponse(error.to_body(), status_code=error.status_code, headers=error.headers)
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # The offending input is left out: it may be megabytes of prompt.
+    return [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+
+
+_HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    import kombu.exceptions
+    import redis.exceptions
+    import sqlalchemy.exc
+
+    @app.exception_handler(AppError)
+    async def app_error(_: Request, exc: AppError) -> JSONResponse:
+        return _render(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = _validation_details(exc)
+        fields = ", ".join(".".join(str(part) for part in d["loc"][1:]) or "body" for d in details)
+        message = f"Invalid request: {fields}." if fields else "Invalid request."
+        return _render(AppError(ErrorCode.VALIDATION_ERROR, message, status_code=422, details=details))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
+        return _render(AppError(code, str(exc.detail), status_code=exc.status_code, headers=exc.headers))
+
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    @app.exception_handler(sqlalchemy.exc.InterfaceError)
+    @app.exception_handler(sqlalchemy.exc.TimeoutError)
+    async def database_down(_: Request, exc: Exception) -> JSONResponse:
+        logger.warning("database unavailable: %s", exc)
+        return _render(unavailable(ErrorCode.DATABASE_UNAVAILABLE, "database"))
+
+    @app.exception_handler(redis.exceptions.ConnectionError)
+    @app.exception_handler(redis.exceptions.TimeoutError)
+    @app.exception_handler(kombu.exceptions.OperationalError)
+    async def broker_down(_: Request, exc: Exception) -> JSONResponse:
+        logger.warning("broker unavailable: %s", exc)
+        return _render(unavailable(ErrorCode.BROKER_UNAVAILABLE, "job queue (Redis)"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return _render(AppError(ErrorCode.INTERNAL_ERROR, "Internal server error.", status_code=500))

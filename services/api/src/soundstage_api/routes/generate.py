@@ -1,0 +1,85 @@
+"""`POST /generate`: validate, record the job, enqueue it."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from fastapi import APIRouter
+
+from soundstage import telemetry
+from soundstage.errors import AppError, ErrorCode
+from soundstage.queue import TASK_QUEUES, Queue, TaskName, enqueue_job
+from soundstage.schemas import ErrorBody, GenerateRequest, JobCreated, JobKind, JobStatus
+from soundstage.schemas.generate import SEED_MAX
+from soundstage.settings import Settings
+from soundstage_api.auth import ApiKey
+from soundstage_api.errors import unavailable
+from soundstage_api.state import AppState, State
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["generate"], dependencies=[ApiKey])
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorBody, "description": "X-API-Key missing"},
+    403: {"model": ErrorBody, "description": "X-API-Key wrong"},
+    422: {"model": ErrorBody, "description": "Invalid field (code `validation_error` or `unknown_model`)"},
+    503: {"model": ErrorBody, "description": "Database or queue down"},
+}
+
+
+@router.post("/generate", response_model=JobCreated, responses=_ERRORS, summary="Generate music from text")
+@router.post("/generate/", response_model=JobCreated, include_in_schema=False)
+def generate(body: GenerateRequest, state: State) -> JobCreated:
+    """Queue a text-to-music job and return its id; poll `GET /jobs/{job_id}` for the result."""
+    settings = state.settings
+    _check_duration(body.duration, settings)
+    model = resolve_model(body.model, settings.served_models(Queue.MUSICGEN))
+    params = body.model_dump(mode="json", exclude={"model"})
+    if body.seed == -1:
+        # Resolved here, not in the worker, so a redelivered job makes the same audio.
+        params["seed"] = secrets.randbelow(SEED_MAX + 1)
+    params["full_prompt"] = body.full_prompt()
+    return submit(state, kind=JobKind.GENERATE, task=TaskName.MUSICGEN_GENERATE, model=model, params=params)
+
+
+def submit(state: AppState, *, kind: JobKind, task: TaskName, model: str, params: dict[str, object]) -> JobCreated:
+    """Write the job row, then enqueue it; a job the broker refused is removed again."""
+    job = state.repo.create(kind=kind.value, queue=TASK_QUEUES[task].value, model=model, params=params)
+    try:
+        enqueue_job(state.celery, task, job.id)
+    except Exception as error:
+        logger.warning("job %s: enqueue failed (%s); removing it", job.id, error)
+        state.repo.delete(job.id)
+        raise unavailable(ErrorCode.BROKER_UNAVAILABLE, "job queue (Redis)") from error
+    try:
+        telemetry.record_submitted(state.redis, kind.value, model)
+    except Exception:
+        logger.warning("could not count submitted job", exc_info=True)
+    return JobCreated(job_id=job.id, status=JobStatus.QUEUED)
+
+
+def _check_duration(duration: float, settings: Settings) -> None:
+    if duration > settings.max_duration:
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            f"Invalid request: duration must be at most {settings.max_duration:g} seconds.",
+            status_code=422,
+            details=[{"loc": ["body", "duration"], "msg": f"Input should be less than or equal to "
+                      f"{settings.max_duration:g}", "type": "less_than_equal"}],
+        )
+
+
+def resolve_model(requested: str | None, served: list[str]) -> str:
+    """The served model a request names (`facebook/musicgen-small` may be written `musicgen-small`)."""
+    if requested is None:
+        return served[0]
+    for name in served:
+        if requested in (name, name.rsplit("/", 1)[-1]):
+            return name
+    raise AppError(
+        ErrorCode.UNKNOWN_MODEL,
+        f"Unknown model {requested!r}; this server serves: {', '.join(served)}.",
+        status_code=422,
+        details=[{"loc": ["body", "model"], "msg": "unknown model", "type": "unknown_model", "choices": served}],
+    )

@@ -1,0 +1,52 @@
+"""`/jobs`: poll, list and cancel jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from soundstage.errors import AppError, ErrorCode
+from soundstage.schemas import ErrorBody, JobKind, JobList, JobStatus, JobView
+from soundstage_api.auth import ApiKey
+from soundstage_api.state import State
+from soundstage_api.views import job_view
+
+router = APIRouter(tags=["jobs"], dependencies=[ApiKey])
+
+JobId = Annotated[str, Path(description="The id returned by the submitting call.", max_length=64)]
+_NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"model": ErrorBody, "description": "Unknown job"}}
+
+
+@router.get("/jobs/{job_id}", response_model=JobView, responses=_NOT_FOUND, summary="Job status and result")
+def get_job(job_id: JobId, state: State) -> JobView:
+    job = state.repo.get(job_id)
+    if job is None:
+        raise AppError(ErrorCode.JOB_NOT_FOUND, f"No job with id {job_id!r}.", status_code=404)
+    return job_view(job)
+
+
+@router.get("/jobs", response_model=JobList, summary="List jobs, newest first")
+def list_jobs(
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=200, description="Page size, 1-200. Default 50.")] = 50,
+    skip: Annotated[int, Query(ge=0, description="Jobs to skip. Default 0.")] = 0,
+    status: Annotated[JobStatus | None, Query(description="Only jobs with this status.")] = None,
+    kind: Annotated[JobKind | None, Query(description="Only jobs of this kind.")] = None,
+) -> JobList:
+    jobs, total = state.repo.list(
+        status=status.value if status else None, kind=kind.value if kind else None, limit=limit, skip=skip
+    )
+    return JobList(jobs=[job_view(job) for job in jobs], total=total, limit=limit, skip=skip)
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=JobView,
+    summary="Cancel a job",
+    responses={**_NOT_FOUND, 409: {"model": ErrorBody, "description": "Job already completed or failed"}},
+)
+def cancel_job(job_id: JobId, state: State) -> JobView:
+    """A queued job never runs; a running job stops at its next progress update and ends `cancelled`
+    (until then it shows `cancel_requested: true`). Cancelling a cancelled job is a no-op."""
+    return job_view(state.repo.request_cancel(job_id))

@@ -1,0 +1,128 @@
+"""Health, readiness and metrics. These routes never require an API key (probes and scrapers)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from soundstage import __version__, telemetry
+from soundstage.errors import ErrorCode
+from soundstage.queue import Queue, queue_key
+from soundstage.schemas import ErrorDetail, Health, KindTimes, MetricsJson, QueueInfo, Ready, ReadyCheck
+from soundstage.workers import list_workers
+from soundstage_api.auth import ApiKey
+from soundstage_api.state import AppState, State
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["system"])
+
+
+@router.get("/health", response_model=Health, summary="Liveness and fleet overview")
+def health(state: State) -> Health:
+    """Always 200 while the API runs; device and models come from the workers' heartbeats."""
+    settings = state.settings
+    try:
+        workers = list_workers(state.redis)
+        depths: dict[Queue, int | None] = {q: int(state.redis.llen(queue_key(q))) for q in Queue}
+    except Exception:
+        logger.warning("health: Redis unavailable", exc_info=True)
+        workers, depths = [], dict.fromkeys(Queue)
+    gpu = any(w.gpu_available for w in workers)
+    devices = {w.device for w in workers}
+    return Health(
+        status="healthy",
+        version=__version__,
+        device="cuda" if "cuda" in devices else ("cpu" if devices else "none"),
+        gpu_available=gpu,
+        models_loaded=sorted({w.model for w in workers if w.model_loaded}),
+        queues=[
+            QueueInfo(
+                name=q.value,
+                depth=depths[q],
+                workers=sum(1 for w in workers if w.queue == q.value),
+                models=settings.served_models(q),
+            )
+            for q in Queue
+        ],
+        workers=workers,
+        auth_enabled=settings.auth_enabled,
+    )
+
+
+@router.get("/ready", response_model=Ready, summary="Readiness: database, broker and storage",
+            responses={503: {"model": Ready, "description": "Something is down; `down` names it"}})
+def ready(state: State) -> Response:
+    checks = {
+        "database": _check(state.repo.ping),
+        "broker": _check(lambda: state.redis.ping()),
+        "storage": _check(state.store.check),
+    }
+    down = [name for name, check in checks.items() if not check.ok]
+    body = Ready(status="ready" if not down else "unavailable", checks=checks, down=down)
+    if down:
+        body.error = ErrorDetail(code=ErrorCode.SERVICE_UNAVAILABLE.value, message=f"Unavailable: {', '.join(down)}.")
+    return JSONResponse(body.model_dump(mode="json"), status_code=503 if down else 200)
+
+
+def _check(probe: object) -> ReadyCheck:
+    try:
+        probe()  # type: ignore[operator]
+    except Exception as error:
+        return ReadyCheck(ok=False, error=f"{type(error).__name__}: {error}"[:300])
+    return ReadyCheck(ok=True)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+def metrics(state: State) -> Response:
+    registry = state.metrics_registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/metrics/json", response_model=MetricsJson, dependencies=[ApiKey], summary="JSON metrics (musicgen-api)")
+def metrics_json(state: State) -> MetricsJson:
+    counts = state.repo.count_by_status()
+    by_kind, audio_seconds = _times_by_kind(state)
+    return MetricsJson(
+        jobs_total=sum(counts.values()),
+        jobs_queued=counts.get("queued", 0),
+        jobs_completed=counts.get("completed", 0),
+        jobs_failed=counts.get("failed", 0),
+        jobs_cancelled=counts.get("cancelled", 0),
+        jobs_in_progress=counts.get("processing", 0),
+        avg_generation_time=by_kind["generate"].avg_processing_seconds if "generate" in by_kind else None,
+        avg_separation_time=by_kind["separate"].avg_processing_seconds if "separate" in by_kind else None,
+        by_kind=by_kind,
+        generated_audio_seconds=audio_seconds,
+    )
+
+
+def _times_by_kind(state: AppState) -> tuple[dict[str, KindTimes], float]:
+    try:
+        snapshot = telemetry.read_snapshot(state.redis)
+    except Exception:
+        logger.warning("metrics/json: Redis unavailable", exc_info=True)
+        return {}, 0.0
+
+    def averages(name: str) -> dict[str, tuple[int, float]]:
+        out: dict[str, tuple[int, float]] = {}
+        for (kind, _model), (counts, total) in snapshot.histograms[name].series.items():
+            count, summed = out.get(kind, (0, 0.0))
+            out[kind] = (count + sum(counts), summed + total)
+        return out
+
+    durations, waits = averages(telemetry.JOB_DURATION), averages(telemetry.QUEUE_WAIT)
+    result = {}
+    for kind in sorted(set(durations) | set(waits)):
+        done, busy = durations.get(kind, (0, 0.0))
+        started, waited = waits.get(kind, (0, 0.0))
+        result[kind] = KindTimes(
+            jobs_completed=done,
+            avg_processing_seconds=round(busy / done, 3) if done else None,
+            avg_queue_wait_seconds=round(waited / started, 3) if started else None,
+        )
+    audio = sum(snapshot.counters.get(telemetry.AUDIO_SECONDS, {}).values())
+    return result, round(audio, 3)

@@ -1,0 +1,61 @@
+"""Per-process resources of the API, built once by the app factory and reached through dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+from prometheus_client import CollectorRegistry
+from redis import Redis
+from sqlalchemy import Engine
+
+from soundstage.db import JobRepository, create_db_engine, create_session_factory
+from soundstage.queue import create_celery_app
+from soundstage.settings import Settings
+from soundstage.storage import ObjectStore, open_store
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    repo: JobRepository
+    store: ObjectStore
+    celery: Celery
+    redis: Redis
+    metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    @classmethod
+    def build(cls, settings: Settings) -> AppState:
+        """Create clients; none of them connects until first used."""
+        engine = create_db_engine(settings.resolved_database_url)
+        redis_url = settings.require_redis_url()
+        return cls(
+            settings=settings,
+            engine=engine,
+            repo=JobRepository(create_session_factory(engine)),
+            store=open_store(
+                settings.resolved_storage_url,
+                s3_endpoint_url=settings.s3_endpoint_url,
+                s3_region=settings.s3_region,
+            ),
+            celery=create_celery_app(settings, "soundstage-api"),
+            redis=Redis.from_url(
+                redis_url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30
+            ),
+        )
+
+    def close(self) -> None:
+        self.redis.close()
+        self.engine.dispose()
+        self.celery.close()
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.soundstage
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]

@@ -1,0 +1,3 @@
+"""Soundstage shared package: settings, schemas, database, queue and storage used by every service."""
+
+__version__ = "0.1.0"

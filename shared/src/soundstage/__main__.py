@@ -1,0 +1,5 @@
+import sys
+
+from soundstage.cli import main
+
+sys.exit(main())

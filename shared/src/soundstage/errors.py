@@ -1,0 +1,77 @@
+"""Machine-readable error codes shared by the API and every worker.
+
+Codes are part of the public contract: they are only ever added, never renamed
+or removed. The API renders an :class:`AppError` as
+``{"error": {"code", "message", "details"}, "detail": message}`` and workers
+store the same code on the failed job.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    # Client errors (4xx)
+    VALIDATION_ERROR = "validation_error"
+    UNKNOWN_MODEL = "unknown_model"
+    NOT_FOUND = "not_found"
+    JOB_NOT_FOUND = "job_not_found"
+    FILE_NOT_FOUND = "file_not_found"
+    JOB_ALREADY_FINISHED = "job_already_finished"
+    API_KEY_MISSING = "api_key_missing"
+    API_KEY_INVALID = "api_key_invalid"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
+    HTTP_ERROR = "http_error"
+    # Dependencies down (503)
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    BROKER_UNAVAILABLE = "broker_unavailable"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    # Job failures stored on the job row
+    MODEL_UNAVAILABLE = "model_unavailable"
+    DURATION_EXCEEDS_MODEL_LIMIT = "duration_exceeds_model_limit"
+    GENERATION_FAILED = "generation_failed"
+    WORKER_LOST = "worker_lost"
+    JOB_TIMEOUT = "job_timeout"
+    INTERNAL_ERROR = "internal_error"
+
+
+class AppError(Exception):
+    """An error with a stable code, a human message and an HTTP status."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        status_code: int = 400,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status_code = status_code
+        self.details = details
+        self.headers = headers
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body the API answers with (``detail`` for clients of musicgen-api)."""
+        return {
+            "error": {"code": self.code.value, "message": self.message, "details": self.details},
+            "detail": self.message,
+        }
+
+
+class ModelUnavailableError(AppError):
+    """The configured model cannot be loaded (no network, missing cache, bad path)."""
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(ErrorCode.MODEL_UNAVAILABLE, message, status_code=503, details=details)
+
+
+class JobCancelledError(Exception):
+    """Raised from a progress callback when the job's cancellation was requested."""

@@ -1,0 +1,148 @@
+"""The job lifecycle every worker pool shares: claim, run, store, complete or fail.
+
+A pool's task is thin: it hands a job id and its own `execute` function to
+:meth:`JobRunner.run`, which owns every state transition and its metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from soundstage import telemetry
+from soundstage.db.models import Job, utcnow
+from soundstage.db.repository import ClaimOutcome, JobRepository, NewFile
+from soundstage.errors import AppError, ErrorCode, JobCancelledError
+from soundstage.storage import ObjectStore, StorageUnavailableError
+
+logger = logging.getLogger(__name__)
+
+# Progress is written at most this often: enough for a polling client, cheap for the DB.
+PROGRESS_INTERVAL_S = 0.5
+
+
+@dataclass
+class JobOutput:
+    """What `execute` produced: files already written to storage, and the result envelope."""
+
+    files: list[NewFile]
+    result: dict[str, Any] = field(default_factory=dict)
+    audio_seconds: float = 0.0
+
+
+class ProgressReporter:
+    """Throttled progress writes; raises JobCancelledError once cancellation was requested."""
+
+    def __init__(self, repo: JobRepository, job_id: str) -> None:
+        self._repo = repo
+        self._job_id = job_id
+        self._last_write = 0.0
+
+    def __call__(self, percent: float, detail: str | None = None, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_write < PROGRESS_INTERVAL_S:
+            return
+        self._last_write = now
+        if self._repo.update_progress(self._job_id, percent, detail):
+            raise JobCancelledError(self._job_id)
+
+
+Execute = Callable[[Job, ProgressReporter], JobOutput]
+
+
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the platform, not of the job: the task is retried later (Celery autoretry)."""
+    import redis.exceptions
+    import sqlalchemy.exc
+
+    return (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        StorageUnavailableError,
+    )
+
+
+class JobRunner:
+    def __init__(self, *, repo: JobRepository, store: ObjectStore, redis: Any, worker_name: str,
+                 max_attempts: int) -> None:
+        self._repo = repo
+        self._store = store
+        self._redis = redis
+        self._worker = worker_name
+        self._max_attempts = max_attempts
+
+    def run(self, job_id: str, execute: Execute) -> None:
+        claim = self._repo.claim(job_id, worker=self._worker, max_attempts=self._max_attempts)
+        job = claim.job
+        if claim.outcome is ClaimOutcome.SKIP or job is None:
+            logger.info("job %s: nothing to do (%s)", job_id, job.status if job else "unknown job")
+            return
+        if claim.outcome is ClaimOutcome.CANCELLED:
+            self._record(job, "cancelled")
+            return
+        if claim.outcome is ClaimOutcome.GAVE_UP:
+            logger.error("job %s: gave up after %d attempts", job_id, job.attempts)
+            self._record(job, "failed", error_code=ErrorCode.WORKER_LOST.value)
+            return
+        self._safe_metric(telemetry.record_started, self._redis, job.kind, job.model or "",
+                          (utcnow() - job.created_at).total_seconds())
+        logger.info("job %s: started (attempt %d)", job_id, job.attempts)
+        self._execute(job, execute)
+
+    def fail(self, job_id: str, code: ErrorCode, message: str) -> None:
+        """Fail a job from outside `run` (for example after the task's retries ran out)."""
+        self._repo.fail(job_id, code, message)
+        job = self._repo.get(job_id)
+        if job is not None and job.status == "failed":
+            self._record(job, "failed", error_code=code.value)
+
+    def _execute(self, job: Job, execute: Execute) -> None:
+        reporter = ProgressReporter(self._repo, job.id)
+        started = time.monotonic()
+        try:
+            output = execute(job, reporter)
+        except JobCancelledError:
+            logger.info("job %s: cancelled while running", job.id)
+            self._repo.mark_cancelled(job.id)
+            self._record(job, "cancelled")
+            return
+        except transient_errors():
+            raise
+        except AppError as error:
+            logger.warning("job %s: failed: %s (%s)", job.id, error.message, error.code.value)
+            self._repo.fail(job.id, error.code, error.message)
+            self._record(job, "failed", error_code=error.code.value)
+            return
+        except Exception as error:  # a bug or a model error: fail this job, keep the worker
+            logger.exception("job %s: generation crashed", job.id)
+            message = f"Generation failed: {type(error).__name__}: {error}"
+            self._repo.fail(job.id, ErrorCode.GENERATION_FAILED, message)
+            self._record(job, "failed", error_code=ErrorCode.GENERATION_FAILED.value)
+            return
+        if self._repo.complete(job.id, output.files, output.result):
+            duration = time.monotonic() - started
+            logger.info("job %s: completed in %.2f s", job.id, duration)
+            self._record(job, "completed", duration_s=duration, audio_s=output.audio_seconds)
+        else:
+            # Cancelled (or finished elsewhere) while we produced the files: drop ours.
+            logger.info("job %s: no longer running at completion; discarding outputs", job.id)
+            for new in output.files:
+                self._store.delete(new.name)
+
+    def _record(self, job: Job, outcome: str, *, duration_s: float | None = None, audio_s: float = 0.0,
+                error_code: str = "") -> None:
+        self._safe_metric(telemetry.record_finished, self._redis, kind=job.kind, model=job.model or "",
+                          outcome=outcome, duration_s=duration_s, audio_s=audio_s, error_code=error_code)
+
+    @staticmethod
+    def _safe_metric(fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        # Metrics must never fail a job that otherwise worked.
+        try:
+            fn(*args, **kwargs)
+        except Exception:
+            logger.warning("could not record metrics", exc_info=True)

@@ -1,0 +1,42 @@
+"""Every request, response and task payload, defined once."""
+
+from soundstage.schemas.common import TERMINAL_STATUSES, AudioFormat, JobKind, JobStatus
+from soundstage.schemas.generate import GenerateRequest
+from soundstage.schemas.jobs import JobCreated, JobList, JobResult, JobView, OutputFile
+from soundstage.schemas.system import (
+    ErrorBody,
+    ErrorDetail,
+    Health,
+    KindTimes,
+    MetricsJson,
+    QueueInfo,
+    Ready,
+    ReadyCheck,
+    StoredFile,
+    WorkerInfo,
+)
+from soundstage.schemas.tasks import JobTaskPayload
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "AudioFormat",
+    "ErrorBody",
+    "ErrorDetail",
+    "GenerateRequest",
+    "Health",
+    "JobCreated",
+    "JobKind",
+    "JobList",
+    "JobResult",
+    "JobStatus",
+    "JobTaskPayload",
+    "JobView",
+    "KindTimes",
+    "MetricsJson",
+    "OutputFile",
+    "QueueInfo",
+    "Ready",
+    "ReadyCheck",
+    "StoredFile",
+    "WorkerInfo",
+]

@@ -1,0 +1,35 @@
+"""Enumerations and small types shared by requests, responses and task payloads."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    """Job lifecycle; the strings are musicgen-api's."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class JobKind(StrEnum):
+    """What a job does; each kind belongs to one worker pool."""
+
+    GENERATE = "generate"
+
+
+class AudioFormat(StrEnum):
+    WAV = "wav"
+    FLAC = "flac"
+    MP3 = "mp3"
+    OGG = "ogg"

@@ -1,0 +1,68 @@
+"""Job envelopes returned by `/generate` and `/jobs` (musicgen-api's fields plus ours)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from soundstage.schemas.common import JobKind, JobStatus
+
+
+class JobCreated(BaseModel):
+    job_id: str = Field(description="Identifier to poll at `GET /jobs/{job_id}`.")
+    status: JobStatus = Field(description="Always `queued` on creation.")
+
+
+class OutputFile(BaseModel):
+    """One audio file a job produced."""
+
+    name: str = Field(description="File name in storage.")
+    url: str = Field(description="Relative download URL (`/files/<name>`).")
+    content_type: str
+    size_bytes: int
+    duration: float | None = Field(default=None, description="Seconds of audio.")
+    sample_rate: int | None = Field(default=None, description="Samples per second.")
+    channels: int | None = None
+
+
+class JobResult(BaseModel):
+    """What a completed job produced and how."""
+
+    files: list[OutputFile] = Field(default_factory=list)
+    seed: int | None = Field(default=None, description="Seed actually used (reproduces the output).")
+    random_weights: bool = Field(
+        default=False, description="True when a `random:` test model made this: noise, not music."
+    )
+    warning: str | None = Field(default=None, description="Anything the client should know about the result.")
+    device: str | None = Field(default=None, description="Device the worker ran on.")
+    compute_seconds: float | None = Field(default=None, description="Wall time the model took.")
+
+
+class JobView(BaseModel):
+    """The job envelope. Fields up to `model` are musicgen-api's; the rest are additions."""
+
+    job_id: str
+    status: JobStatus = Field(description="`queued`, `processing`, `completed`, `failed` or `cancelled`.")
+    progress: float = Field(ge=0, le=100, description="Percent done, 0-100.")
+    progress_detail: str | None = Field(default=None, description="What the worker is doing now.")
+    result_urls: list[str] = Field(description="Relative URLs of the output files (`/files/<name>`), in order.")
+    error: str | None = Field(default=None, description="Human-readable failure reason.")
+    error_code: str | None = Field(default=None, description="Stable machine-readable failure code.")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    model: str | None = Field(default=None, description="Model that serves (or served) the job.")
+    kind: JobKind
+    params: dict[str, Any] = Field(description="The validated request parameters.")
+    result: JobResult | None = None
+    attempts: int = Field(description="How many times a worker started this job (more than 1 after a crash).")
+    cancel_requested: bool = False
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    total: int = Field(description="Jobs matching the filter, ignoring limit/skip.")
+    limit: int
+    skip: int

@@ -1,0 +1,130 @@
+"""The one settings object of every Soundstage process.
+
+Built once in each app/worker factory (``Settings()``) and passed down; never read at
+import time. Every field maps to the environment variable of the same name in upper
+case (``DATABASE_URL``, ``REDIS_URL``, ...); the README lists them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from soundstage.queue import Queue
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    # --- where things live -------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path("./data"),
+        description="Folder for the embedded mode's SQLite file, stored files, Redis dump and model cache.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Default: SQLite file `<DATA_DIR>/soundstage.db`. "
+        "PostgreSQL: `postgresql+psycopg://user:pass@host:5432/db`.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL for the Celery broker and live state. Unset: `make run` starts an "
+        "embedded Redis; the API and workers require it.",
+    )
+    storage_url: str | None = Field(
+        default=None,
+        description="Where audio files go: a folder path, or `s3://bucket/prefix`. "
+        "Default: `<DATA_DIR>/files`.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, moto, R2). Unset: AWS S3."
+    )
+    s3_region: str | None = Field(default=None, description="S3 region (AWS_DEFAULT_REGION also works).")
+    model_cache_dir: Path | None = Field(
+        default=None,
+        description="Where `random:` test models are built. Default `<DATA_DIR>/models`. "
+        "Hugging Face weights use `HF_HOME`.",
+    )
+
+    # --- API -----------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="API bind address.")
+    port: int = Field(default=8000, ge=1, le=65535, description="API port.")
+    api_key: SecretStr | None = Field(default=None, description="A single API key (musicgen-api style).")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated API keys; combined with API_KEY."
+    )
+    max_duration: float = Field(
+        default=300.0, gt=1, le=3600, description="Longest `duration` a client may ask for, in seconds."
+    )
+
+    # --- workers -------------------------------------------------------------------
+    musicgen_model: str = Field(
+        default="facebook/musicgen-small",
+        description="Model the MusicGen pool serves: a Hugging Face id, a local folder, or `random:tiny`.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Torch device for workers.")
+    job_timeout_seconds: int = Field(
+        default=3600, ge=10, description="Hard limit for one job; the broker's visibility timeout is set above it."
+    )
+    broker_visibility_timeout: int | None = Field(
+        default=None,
+        ge=1,
+        description="Seconds before a job taken by a worker that died without acknowledging it is "
+        "delivered again. Default: JOB_TIMEOUT_SECONDS + 300 (must exceed the longest job).",
+    )
+    max_job_attempts: int = Field(
+        default=3, ge=1, description="Deliveries of one job (after worker crashes) before it fails with worker_lost."
+    )
+
+    # --- logging -------------------------------------------------------------------
+    log_level: str = Field(default="INFO", description="Python log level.")
+    log_format: Literal["text", "json"] = Field(default="text", description="`json` in production.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    # --- derived values (one place computes them) ----------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'soundstage.db').resolve()}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or str((self.data_dir / "files").resolve())
+
+    @property
+    def resolved_model_cache_dir(self) -> Path:
+        return (self.model_cache_dir or self.data_dir / "models").resolve()
+
+    @property
+    def resolved_visibility_timeout(self) -> int:
+        return self.broker_visibility_timeout or self.job_timeout_seconds + 300
+
+    @property
+    def accepted_api_keys(self) -> list[str]:
+        keys = [key.get_secret_value() for key in self.api_keys]
+        if self.api_key is not None and self.api_key.get_secret_value():
+            keys.append(self.api_key.get_secret_value())
+        return keys
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.accepted_api_keys)
+
+    def served_models(self, queue: Queue) -> list[str]:
+        """Model names a pool serves; the API validates a request's `model` against these."""
+        if queue is Queue.MUSICGEN:
+            return [self.musicgen_model]
+        return []
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise RuntimeError("REDIS_URL is not set (the embedded launcher `soundstage run` sets it).")
+        return self.redis_url
