@@ -48,6 +48,26 @@ def start_embedded_redis(data_dir: Path) -> tuple[Any, str]:
     return server, f"redis://127.0.0.1:{port}/0"
 
 
+def stop_embedded_redis(server: Any) -> None:
+    """Save and stop the embedded redis-server (it daemonizes, so it is not our child)."""
+    import psutil
+    import redis
+
+    pid = server.pid
+    try:
+        server.shutdown(save=True)  # redis-py takes the closed connection as success
+    except redis.RedisError:
+        logger.warning("embedded Redis refused SHUTDOWN; sending SIGTERM", exc_info=True)
+        os.kill(pid, signal.SIGTERM)
+    try:
+        psutil.Process(pid).wait(timeout=STOP_GRACE_SECONDS)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        logger.warning("embedded Redis did not stop in time; killing it")
+        os.kill(pid, signal.SIGKILL)
+
+
 def installed_worker_modules() -> list[str]:
     return [module for module in WORKER_MODULES.values() if importlib.util.find_spec(module.split(".")[0])]
 
@@ -99,7 +119,7 @@ class Stack:
                 child.kill()
                 child.wait()
         if self.redis_server is not None:
-            self.redis_server.shutdown(save=True, now=True)
+            stop_embedded_redis(self.redis_server)
             self.redis_server = None
 
 

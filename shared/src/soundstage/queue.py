@@ -44,6 +44,9 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
         # A job taken by a worker that died without acknowledging it is delivered again
         # after this many seconds, so it must exceed the longest job.
         "visibility_timeout": settings.resolved_visibility_timeout,
+        # How often a consumer looks for such abandoned jobs (kombu's default is ~100 s).
+        "unacked_restore_interval": max(1, min(10, settings.resolved_visibility_timeout // 4)),
+        "unacked_restore_throttle": 1,
         # Fail fast when Redis is down: the API answers 503 instead of hanging.
         "socket_connect_timeout": 2,
         "socket_timeout": 10,

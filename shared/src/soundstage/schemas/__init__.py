@@ -1,7 +1,7 @@
 """Every request, response and task payload, defined once."""
 
 from soundstage.schemas.common import TERMINAL_STATUSES, AudioFormat, JobKind, JobStatus
-from soundstage.schemas.generate import GenerateRequest
+from soundstage.schemas.generate import GenerateJobParams, GenerateRequest
 from soundstage.schemas.jobs import JobCreated, JobList, JobResult, JobView, OutputFile
 from soundstage.schemas.system import (
     ErrorBody,
@@ -22,6 +22,7 @@ __all__ = [
     "AudioFormat",
     "ErrorBody",
     "ErrorDetail",
+    "GenerateJobParams",
     "GenerateRequest",
     "Health",
     "JobCreated",

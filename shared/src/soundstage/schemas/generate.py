@@ -67,6 +67,17 @@ class GenerateRequest(BaseModel):
         description="Output format: `wav` (16-bit PCM, default), `flac`, `mp3` or `ogg` (Vorbis).",
     )
 
-    def full_prompt(self) -> str:
+    def folded_prompt(self) -> str:
         """The prompt the model sees, with the mood folded in as musicgen-api does."""
         return f"{self.prompt}, {self.mood}" if self.mood else self.prompt
+
+
+class GenerateJobParams(GenerateRequest):
+    """What a `generate` job row stores: the validated request with the seed resolved
+    (never -1, so a redelivered job makes the same audio) and the prompt the model sees."""
+
+    full_prompt: str = Field(description="Prompt with the mood folded in.")
+
+    @classmethod
+    def from_request(cls, request: GenerateRequest, seed: int) -> GenerateJobParams:
+        return cls(**request.model_dump(exclude={"seed"}), seed=seed, full_prompt=request.folded_prompt())

@@ -28,9 +28,9 @@ def list_files(
     return [stored_file(row) for row in state.repo.list_files(limit=limit, skip=skip)]
 
 
-@router.api_route(
+@router.head("/files/{name}", include_in_schema=False)
+@router.get(
     "/files/{name}",
-    methods=["GET", "HEAD"],
     summary="Download a file (supports Range)",
     response_class=StreamingResponse,
     responses={

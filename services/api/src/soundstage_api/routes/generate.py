@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from soundstage import telemetry
 from soundstage.errors import AppError, ErrorCode
 from soundstage.queue import TASK_QUEUES, Queue, TaskName, enqueue_job
-from soundstage.schemas import ErrorBody, GenerateRequest, JobCreated, JobKind, JobStatus
+from soundstage.schemas import ErrorBody, GenerateJobParams, GenerateRequest, JobCreated, JobKind, JobStatus
 from soundstage.schemas.generate import SEED_MAX
 from soundstage.settings import Settings
 from soundstage_api.auth import ApiKey
@@ -35,11 +35,9 @@ def generate(body: GenerateRequest, state: State) -> JobCreated:
     settings = state.settings
     _check_duration(body.duration, settings)
     model = resolve_model(body.model, settings.served_models(Queue.MUSICGEN))
-    params = body.model_dump(mode="json", exclude={"model"})
-    if body.seed == -1:
-        # Resolved here, not in the worker, so a redelivered job makes the same audio.
-        params["seed"] = secrets.randbelow(SEED_MAX + 1)
-    params["full_prompt"] = body.full_prompt()
+    # The seed is resolved here, not in the worker, so a redelivered job makes the same audio.
+    seed = secrets.randbelow(SEED_MAX + 1) if body.seed == -1 else body.seed
+    params = GenerateJobParams.from_request(body, seed).model_dump(mode="json", exclude={"model"})
     return submit(state, kind=JobKind.GENERATE, task=TaskName.MUSICGEN_GENERATE, model=model, params=params)
 
 

@@ -1,0 +1,1 @@
+"""Soundstage MusicGen worker: text-to-music on the `musicgen` queue."""

@@ -1,0 +1,79 @@
+"""Celery app factory and entry point of the MusicGen pool.
+
+`soundstage-musicgen-worker [celery worker options]` builds the settings and the app,
+then runs `celery worker` on the `musicgen` queue. The model loads once per worker
+process, after the worker started (never at import).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+
+from soundstage.errors import ModelUnavailableError
+from soundstage.logs import configure_logging
+from soundstage.queue import Queue, create_celery_app
+from soundstage.settings import Settings
+from soundstage_musicgen.runtime import get_runtime
+from soundstage_musicgen.tasks import register_tasks
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, in_process_pool: bool = False) -> Celery:
+    """`in_process_pool`: tasks run in the worker's main process (`--pool=solo`, GPU workers);
+    otherwise in prefork children, which load the model after the fork."""
+    app = create_celery_app(settings, "soundstage-musicgen")
+    register_tasks(app, settings)
+
+    def warm_up(**_: Any) -> None:
+        runtime = get_runtime(settings)
+        runtime.start_heartbeat()
+        try:
+            runtime.ensure_loaded()
+            logger.info("model %s loaded on %s", settings.musicgen_model, runtime.engine.info.device)
+        except ModelUnavailableError as error:
+            # Keep consuming: each job fails fast with model_unavailable and says how to fix it.
+            logger.error("model unavailable: %s", error.message)
+        if runtime.heartbeat:
+            runtime.heartbeat.beat()
+
+    def stop(**_: Any) -> None:
+        runtime = get_runtime(settings)
+        if runtime.heartbeat:
+            runtime.heartbeat.stop()
+
+    if in_process_pool:
+        worker_ready.connect(warm_up, weak=False)
+        worker_shutdown.connect(stop, weak=False)
+    else:
+        worker_process_init.connect(warm_up, weak=False)
+        worker_process_shutdown.connect(stop, weak=False)
+    return app
+
+
+def _uses_in_process_pool(args: list[str]) -> bool:
+    for index, arg in enumerate(args):
+        if arg.startswith("--pool="):
+            return arg.split("=", 1)[1] in ("solo", "threads")
+        if arg in ("--pool", "-P") and index + 1 < len(args):
+            return args[index + 1] in ("solo", "threads")
+    return False
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    args = list(sys.argv[1:] if argv is None else argv)
+    app = create_app(settings, in_process_pool=_uses_in_process_pool(args))
+    defaults = ["worker", "--queues", Queue.MUSICGEN.value, "--concurrency", "1", "--loglevel", settings.log_level,
+                "--without-gossip", "--without-mingle"]
+    app.worker_main(argv=[*defaults, *args])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Session-wide real servers and the random test model, shared by every test layer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from soundstage import migrations
+from tests.support.servers import PostgresServer, RedisServer, S3Server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database for one test."""
+    return postgres_server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'soundstage.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A migrated database on each backend the product supports."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    migrations.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Model cache with `random:tiny` built once per session (workers load it from here)."""
+    from soundstage_musicgen.random_models import build_random_model
+
+    cache = tmp_path_factory.mktemp("models")
+    build_random_model("random:tiny", cache)
+    return cache

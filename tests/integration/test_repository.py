@@ -1,0 +1,87 @@
+"""Job state transitions on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from soundstage.db import ClaimOutcome, JobRepository, NewFile, create_db_engine, create_session_factory
+from soundstage.errors import AppError, ErrorCode
+
+
+@pytest.fixture
+def repo(database_url: str) -> JobRepository:
+    return JobRepository(create_session_factory(create_db_engine(database_url)))
+
+
+def new_job(repo: JobRepository) -> str:
+    return repo.create(kind="generate", queue="musicgen", model="random:tiny", params={"prompt": "x"}).id
+
+
+def test_claim_progress_complete(repo: JobRepository) -> None:
+    job_id = new_job(repo)
+    claim = repo.claim(job_id, worker="w1", max_attempts=3)
+    assert claim.outcome is ClaimOutcome.RUN and claim.job and claim.job.attempts == 1
+    assert repo.update_progress(job_id, 42.0, "decoding") is False
+    files = [NewFile(name=f"{job_id}_generated.wav", content_type="audio/wav", size_bytes=10, duration_s=1.0,
+                     sample_rate=32000, channels=1)]
+    assert repo.complete(job_id, files, {"seed": 1})
+    job = repo.get(job_id)
+    assert job and job.status == "completed" and job.progress == 100 and job.finished_at
+    assert [f.name for f in job.files] == [f"{job_id}_generated.wav"]
+    # A duplicate delivery of a finished job does nothing.
+    assert repo.claim(job_id, worker="w2", max_attempts=3).outcome is ClaimOutcome.SKIP
+    assert repo.list_files(limit=10, skip=0)[0].job_id == job_id
+
+
+def test_redelivery_counts_attempts_and_never_duplicates_files(repo: JobRepository) -> None:
+    job_id = new_job(repo)
+    files = [NewFile(name=f"{job_id}_generated.wav", content_type="audio/wav", size_bytes=10)]
+    repo.claim(job_id, worker="w1", max_attempts=3)  # worker dies here
+    assert repo.claim(job_id, worker="w2", max_attempts=3).outcome is ClaimOutcome.RUN
+    assert repo.complete(job_id, files, {})
+    job = repo.get(job_id)
+    assert job and job.attempts == 2 and len(job.files) == 1
+
+
+def test_gives_up_after_max_attempts(repo: JobRepository) -> None:
+    job_id = new_job(repo)
+    for _ in range(2):
+        assert repo.claim(job_id, worker="w", max_attempts=2).outcome is ClaimOutcome.RUN
+    assert repo.claim(job_id, worker="w", max_attempts=2).outcome is ClaimOutcome.GAVE_UP
+    job = repo.get(job_id)
+    assert job and job.status == "failed" and job.error_code == ErrorCode.WORKER_LOST.value
+
+
+def test_cancel_queued_running_and_finished(repo: JobRepository) -> None:
+    queued = new_job(repo)
+    assert repo.request_cancel(queued).status == "cancelled"
+    assert repo.claim(queued, worker="w", max_attempts=3).outcome is ClaimOutcome.SKIP
+
+    running = new_job(repo)
+    repo.claim(running, worker="w", max_attempts=3)
+    assert repo.request_cancel(running).cancel_requested
+    assert repo.update_progress(running, 10.0, "x") is True
+    repo.mark_cancelled(running)
+    assert not repo.complete(running, [], {})
+    job = repo.get(running)
+    assert job and job.status == "cancelled"
+
+    done = new_job(repo)
+    repo.claim(done, worker="w", max_attempts=3)
+    repo.complete(done, [], {})
+    with pytest.raises(AppError) as error:
+        repo.request_cancel(done)
+    assert error.value.status_code == 409
+    with pytest.raises(AppError) as missing:
+        repo.request_cancel("0" * 32)
+    assert missing.value.status_code == 404
+
+
+def test_fail_is_final(repo: JobRepository) -> None:
+    job_id = new_job(repo)
+    repo.claim(job_id, worker="w", max_attempts=3)
+    repo.fail(job_id, ErrorCode.MODEL_UNAVAILABLE, "no weights")
+    repo.fail(job_id, ErrorCode.INTERNAL_ERROR, "later error must not overwrite")
+    job = repo.get(job_id)
+    assert job and job.error_code == "model_unavailable" and job.error == "no weights"
+    assert repo.count_by_status() == {"failed": 1}
