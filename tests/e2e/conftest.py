@@ -15,8 +15,9 @@ from tests.support.stack import Stack
 StackFactory = Callable[..., Stack]
 
 
-def services_env(*, redis_url: str, database_url: str, s3: S3Server, bucket: str, model_cache: Path,
-                 **extra: str) -> dict[str, str]:
+def services_env(
+    *, redis_url: str, database_url: str, s3: S3Server, bucket: str, model_cache: Path, **extra: str
+) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("SOUNDSTAGE", "API_KEY"))}
     env.update(
         REDIS_URL=redis_url,
@@ -50,8 +51,14 @@ def make_stack(
             redis_servers.append(redis)
         bucket = s3_server.create_bucket(f"b-{uuid.uuid4().hex[:12]}")
         database_url = database_url or postgres_server.create_database(f"e2e_{uuid.uuid4().hex[:10]}")
-        env = services_env(redis_url=redis.url, database_url=database_url, s3=s3_server, bucket=bucket,
-                           model_cache=model_cache_dir, **extra)
+        env = services_env(
+            redis_url=redis.url,
+            database_url=database_url,
+            s3=s3_server,
+            bucket=bucket,
+            model_cache=model_cache_dir,
+            **extra,
+        )
         from soundstage import migrations
 
         migrations.upgrade(database_url)

@@ -22,14 +22,24 @@ pytestmark = pytest.mark.e2e
 
 def test_embedded_stack_generates_and_stops_cleanly(tmp_path: Path, model_cache_dir: Path) -> None:
     port = free_port()
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("REDIS_URL", "DATABASE_URL", "STORAGE_URL", "API_KEY", "API_KEYS")}
-    env.update(DATA_DIR=str(tmp_path / "data"), PORT=str(port), MUSICGEN_MODEL="random:tiny",
-               MODEL_CACHE_DIR=str(model_cache_dir), PYTHONUNBUFFERED="1")
-    launcher = ServiceProcess("soundstage run", [sys.executable, "-m", "soundstage", "run"], env,
-                              tmp_path / "run.log").start()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("REDIS_URL", "DATABASE_URL", "STORAGE_URL", "API_KEY", "API_KEYS")
+    }
+    env.update(
+        DATA_DIR=str(tmp_path / "data"),
+        PORT=str(port),
+        MUSICGEN_MODEL="random:tiny",
+        MODEL_CACHE_DIR=str(model_cache_dir),
+        PYTHONUNBUFFERED="1",
+    )
+    launcher = ServiceProcess(
+        "soundstage run", [sys.executable, "-m", "soundstage", "run"], env, tmp_path / "run.log"
+    ).start()
     base = f"http://127.0.0.1:{port}"
     try:
+
         def loaded() -> bool:
             return bool(httpx.get(f"{base}/health", timeout=5).json()["models_loaded"])
 

@@ -20,8 +20,12 @@ LONG_JOB = {"prompt": "a long piece to interrupt", "duration": 30}
 
 def wait_running(client_stack: Stack, job_id: str) -> None:
     with client_stack.client() as client:
-        wait_until(lambda: client.get(f"/jobs/{job_id}").json()["progress"] > 0, 90, interval=0.05,
-                   message=f"job {job_id} to make progress\n{client_stack.logs()}")
+        wait_until(
+            lambda: client.get(f"/jobs/{job_id}").json()["progress"] > 0,
+            90,
+            interval=0.05,
+            message=f"job {job_id} to make progress\n{client_stack.logs()}",
+        )
 
 
 def stored_objects(s3: S3Server, stack: Stack, job_id: str) -> list[str]:
@@ -46,8 +50,9 @@ def test_sigkill_of_pool_process_redelivers_the_job(make_stack: StackFactory, s3
         assert stored_objects(s3_server, stack, job_id) == [f"outputs/{job_id}_generated.wav"]
 
 
-def test_sigkill_of_whole_worker_is_redelivered_to_the_next_worker(make_stack: StackFactory,
-                                                                   s3_server: S3Server) -> None:
+def test_sigkill_of_whole_worker_is_redelivered_to_the_next_worker(
+    make_stack: StackFactory, s3_server: S3Server
+) -> None:
     # A short visibility timeout stands in for the production one (longer than any job).
     stack = make_stack(BROKER_VISIBILITY_TIMEOUT="4")
     stack.start_api()
@@ -84,8 +89,11 @@ def test_database_outage_is_503_and_recovers(make_stack: StackFactory) -> None:
             ready = client.get("/ready")
             assert ready.status_code == 503 and "database" in ready.json()["down"]
             database.start()
-            again = wait_until(lambda: client.post("/generate", json={"prompt": "y", "duration": 1}), 30,
-                               message="API to accept jobs again")
+            again = wait_until(
+                lambda: client.post("/generate", json={"prompt": "y", "duration": 1}),
+                30,
+                message="API to accept jobs again",
+            )
             assert again.status_code == 200
             job = poll_job(client, again.json()["job_id"], {"completed", "failed"})
             assert job["status"] == "completed", (job, stack.logs())

@@ -23,8 +23,10 @@ def stack(make_stack: StackFactory) -> Stack:
 
 def test_generate_poll_download_and_decode(stack: Stack) -> None:
     with stack.client(headers={"X-API-Key": "key-two"}) as client:
-        response = client.post("/generate", json={"prompt": "gentle acoustic guitar", "duration": 2.5,
-                                                  "mood": "nostalgic and warm", "seed": 7})
+        response = client.post(
+            "/generate",
+            json={"prompt": "gentle acoustic guitar", "duration": 2.5, "mood": "nostalgic and warm", "seed": 7},
+        )
         assert response.status_code == 200, response.text
         created = response.json()
         assert created["status"] == "queued"
@@ -70,8 +72,11 @@ def test_generate_poll_download_and_decode(stack: Stack) -> None:
 
 def test_seed_reproduces_samples_and_other_seeds_differ(stack: Stack) -> None:
     with stack.client(headers={"X-API-Key": "key-one"}) as client:
+
         def render(seed: int) -> np.ndarray:
-            job_id = client.post("/generate", json={"text": "lofi beat", "duration": 1.5, "seed": seed}).json()["job_id"]
+            job_id = client.post("/generate", json={"text": "lofi beat", "duration": 1.5, "seed": seed}).json()[
+                "job_id"
+            ]
             job = poll_job(client, job_id, {"completed", "failed"})
             assert job["status"] == "completed", job
             return decode(client.get(job["result_urls"][0]).content).samples

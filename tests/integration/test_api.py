@@ -22,8 +22,14 @@ def redis(redis_server: RedisServer) -> Iterator[RedisServer]:
 
 
 def make_client(database_url: str, redis: RedisServer, tmp_path: Path, **overrides: object) -> TestClient:
-    settings = Settings(database_url=database_url, redis_url=redis.url, storage_url=str(tmp_path / "files"),
-                        data_dir=tmp_path, musicgen_model="facebook/musicgen-small", **overrides)
+    settings = Settings(
+        database_url=database_url,
+        redis_url=redis.url,
+        storage_url=str(tmp_path / "files"),
+        data_dir=tmp_path,
+        musicgen_model="facebook/musicgen-small",
+        **overrides,
+    )
     return TestClient(create_app(settings))
 
 
@@ -74,8 +80,9 @@ def test_generate_records_and_enqueues(client: TestClient, redis: RedisServer) -
         ({"prompt": "x", "durration": 10}, "durration"),
     ],
 )
-def test_bad_input_is_422_with_field_details(client: TestClient, redis: RedisServer, payload: dict[str, object],
-                                             field: str) -> None:
+def test_bad_input_is_422_with_field_details(
+    client: TestClient, redis: RedisServer, payload: dict[str, object], field: str
+) -> None:
     response = client.post("/generate", json=payload)
     assert response.status_code == 422, response.text
     error = response.json()["error"]
@@ -91,8 +98,9 @@ def test_malformed_json_is_422(client: TestClient) -> None:
 
 
 def test_text_alias_and_short_model_name(client: TestClient) -> None:
-    response = client.post("/generate", json={"text": "lofi", "model": "musicgen-small", "guidance_scale": 3.0,
-                                              "temperature": 1.0})
+    response = client.post(
+        "/generate", json={"text": "lofi", "model": "musicgen-small", "guidance_scale": 3.0, "temperature": 1.0}
+    )
     assert response.status_code == 200
     assert client.get(f"/jobs/{response.json()['job_id']}").json()["params"]["prompt"] == "lofi"
 

@@ -10,8 +10,7 @@ from soundstage.db.models import Base
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_upgrade_matches_models_and_downgrade_removes_everything(backend: str,
-                                                                 request: pytest.FixtureRequest) -> None:
+def test_upgrade_matches_models_and_downgrade_removes_everything(backend: str, request: pytest.FixtureRequest) -> None:
     url: str = request.getfixturevalue(f"{backend}_url")
     migrations.upgrade(url)
     engine = create_engine(url)

@@ -22,8 +22,16 @@ def test_claim_progress_complete(repo: JobRepository) -> None:
     claim = repo.claim(job_id, worker="w1", max_attempts=3)
     assert claim.outcome is ClaimOutcome.RUN and claim.job and claim.job.attempts == 1
     assert repo.update_progress(job_id, 42.0, "decoding") is False
-    files = [NewFile(name=f"{job_id}_generated.wav", content_type="audio/wav", size_bytes=10, duration_s=1.0,
-                     sample_rate=32000, channels=1)]
+    files = [
+        NewFile(
+            name=f"{job_id}_generated.wav",
+            content_type="audio/wav",
+            size_bytes=10,
+            duration_s=1.0,
+            sample_rate=32000,
+            channels=1,
+        )
+    ]
     assert repo.complete(job_id, files, {"seed": 1})
     job = repo.get(job_id)
     assert job and job.status == "completed" and job.progress == 100 and job.finished_at

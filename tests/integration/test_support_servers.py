@@ -159,9 +159,7 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 def test_postgres_select_1(postgres_server: PostgresServer) -> None:
     port = postgres_server.port
-    assert postgres_server.url == (
-        f"postgresql+psycopg://soundstage:soundstage@127.0.0.1:{port}/soundstage"
-    )
+    assert postgres_server.url == (f"postgresql+psycopg://soundstage:soundstage@127.0.0.1:{port}/soundstage")
     with psycopg.connect(postgres_server.dsn) as conn:
         row = conn.execute("SELECT 1, current_user, current_database()").fetchone()
     assert row == (1, "soundstage", "soundstage")
@@ -229,9 +227,7 @@ def test_s3_put_get_with_range(s3_server: S3Server) -> None:
     whole = client.get_object(Bucket="audio-bucket", Key="a/track.wav")
     assert whole["Body"].read() == body
 
-    part = client.get_object(
-        Bucket="audio-bucket", Key="a/track.wav", Range="bytes=10-19"
-    )
+    part = client.get_object(Bucket="audio-bucket", Key="a/track.wav", Range="bytes=10-19")
     assert part["ResponseMetadata"]["HTTPStatusCode"] == 206
     assert part["ContentRange"] == f"bytes 10-19/{len(body)}"
     assert part["Body"].read() == body[10:20]

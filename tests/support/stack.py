@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,8 +29,9 @@ class ServiceProcess:
 
     def start(self) -> ServiceProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         return self
 
@@ -59,10 +61,8 @@ class ServiceProcess:
         """SIGKILL the process and everything it started (a crashed machine, an OOM kill)."""
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=10)
 
 
@@ -91,10 +91,14 @@ class Stack:
 
     def start_api(self) -> ServiceProcess:
         env = {**self.env, "PORT": str(self.port)}
-        self.api = ServiceProcess("api", [sys.executable, "-m", "soundstage_api"], env,
-                                  self.log_dir / "api.log").start()
-        wait_until(lambda: self._get("/health").status_code == 200, 60,
-                   message=f"API to answer /health\n{self.api.log_text()[-3000:]}")
+        self.api = ServiceProcess(
+            "api", [sys.executable, "-m", "soundstage_api"], env, self.log_dir / "api.log"
+        ).start()
+        wait_until(
+            lambda: self._get("/health").status_code == 200,
+            60,
+            message=f"API to answer /health\n{self.api.log_text()[-3000:]}",
+        )
         return self.api
 
     def start_worker(self, *extra_args: str, env: Mapping[str, str] | None = None) -> ServiceProcess:

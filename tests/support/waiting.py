@@ -55,7 +55,7 @@ def wait_until(
         attempts += 1
         try:
             value = predicate()
-        except Exception as exc:  # noqa: BLE001 - "not ready yet" is any failure
+        except Exception as exc:
             last_error = exc
         else:
             if value:
@@ -65,9 +65,7 @@ def wait_until(
 
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise TimeoutError(
-                _timeout_text(message, timeout, attempts, last_error, last_value)
-            ) from last_error
+            raise TimeoutError(_timeout_text(message, timeout, attempts, last_error, last_value)) from last_error
         # The one sanctioned pause in the test suite: bounded by the deadline.
         time.sleep(min(interval, remaining))
 

@@ -13,8 +13,11 @@ from soundstage.settings import Settings
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="soundstage", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="Start the API and one worker per installed pool (embedded Redis if "
-                                    "REDIS_URL is unset, SQLite if DATABASE_URL is unset).")
+    commands.add_parser(
+        "run",
+        help="Start the API and one worker per installed pool (embedded Redis if "
+        "REDIS_URL is unset, SQLite if DATABASE_URL is unset).",
+    )
     migrate = commands.add_parser("migrate", help="Apply database migrations (alembic upgrade).")
     migrate.add_argument("revision", nargs="?", default="head")
     downgrade = commands.add_parser("downgrade", help="Revert database migrations (alembic downgrade).")

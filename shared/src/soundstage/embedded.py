@@ -94,8 +94,12 @@ class Stack:
         commands += [[sys.executable, "-m", module] for module in installed_worker_modules()]
         for command in commands:
             self.children.append(subprocess.Popen(command, env=env, start_new_session=True))
-        logger.info("API on http://%s:%d (docs at /docs); %d worker pool(s)", self.settings.host,
-                    self.settings.port, len(commands) - 1)
+        logger.info(
+            "API on http://%s:%d (docs at /docs); %d worker pool(s)",
+            self.settings.host,
+            self.settings.port,
+            len(commands) - 1,
+        )
 
     def wait(self) -> int:
         """Block until a stop signal or until a child exits; returns the exit code to use."""

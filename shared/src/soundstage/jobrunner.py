@@ -68,8 +68,9 @@ def transient_errors() -> tuple[type[BaseException], ...]:
 
 
 class JobRunner:
-    def __init__(self, *, repo: JobRepository, store: ObjectStore, redis: Any, worker_name: str,
-                 max_attempts: int) -> None:
+    def __init__(
+        self, *, repo: JobRepository, store: ObjectStore, redis: Any, worker_name: str, max_attempts: int
+    ) -> None:
         self._repo = repo
         self._store = store
         self._redis = redis
@@ -89,8 +90,13 @@ class JobRunner:
             logger.error("job %s: gave up after %d attempts", job_id, job.attempts)
             self._record(job, "failed", error_code=ErrorCode.WORKER_LOST.value)
             return
-        self._safe_metric(telemetry.record_started, self._redis, job.kind, job.model or "",
-                          (utcnow() - job.created_at).total_seconds())
+        self._safe_metric(
+            telemetry.record_started,
+            self._redis,
+            job.kind,
+            job.model or "",
+            (utcnow() - job.created_at).total_seconds(),
+        )
         logger.info("job %s: started (attempt %d)", job_id, job.attempts)
         self._execute(job, execute)
 
@@ -134,10 +140,19 @@ class JobRunner:
             for new in output.files:
                 self._store.delete(new.name)
 
-    def _record(self, job: Job, outcome: str, *, duration_s: float | None = None, audio_s: float = 0.0,
-                error_code: str = "") -> None:
-        self._safe_metric(telemetry.record_finished, self._redis, kind=job.kind, model=job.model or "",
-                          outcome=outcome, duration_s=duration_s, audio_s=audio_s, error_code=error_code)
+    def _record(
+        self, job: Job, outcome: str, *, duration_s: float | None = None, audio_s: float = 0.0, error_code: str = ""
+    ) -> None:
+        self._safe_metric(
+            telemetry.record_finished,
+            self._redis,
+            kind=job.kind,
+            model=job.model or "",
+            outcome=outcome,
+            duration_s=duration_s,
+            audio_s=audio_s,
+            error_code=error_code,
+        )
 
     @staticmethod
     def _safe_metric(fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:

@@ -33,6 +33,7 @@ TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.MUSICGEN_GENERATE: Queue.MUSICGEN,
 }
 
+
 # Kombu's Redis transport keeps each queue as a list under the queue's own name, so
 # the queue depth is LLEN of that key.
 def queue_key(queue: Queue) -> str:
@@ -58,7 +59,7 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
 def create_celery_app(settings: Settings, main: str = "soundstage") -> Celery:
     """Build a Celery app with the defaults every Soundstage process shares."""
     from celery import Celery
-    from kombu import Queue as KombuQueue
+    from kombu.entity import Queue as KombuQueue
 
     app = Celery(main, broker=settings.require_redis_url(), set_as_current=False)
     app.conf.update(
@@ -72,7 +73,10 @@ def create_celery_app(settings: Settings, main: str = "soundstage") -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_queues=[KombuQueue(queue.value, routing_key=queue.value) for queue in Queue],
+        task_queues=[
+            KombuQueue(queue.value, routing_key=queue.value)  # type: ignore[no-untyped-call]
+            for queue in Queue
+        ],
         task_routes={name.value: {"queue": queue.value} for name, queue in TASK_QUEUES.items()},
         task_default_queue=Queue.MUSICGEN.value,
         task_time_limit=settings.job_timeout_seconds,

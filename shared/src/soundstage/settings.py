@@ -36,8 +36,7 @@ class Settings(BaseSettings):
     )
     storage_url: str | None = Field(
         default=None,
-        description="Where audio files go: a folder path, or `s3://bucket/prefix`. "
-        "Default: `<DATA_DIR>/files`.",
+        description="Where audio files go: a folder path, or `s3://bucket/prefix`. Default: `<DATA_DIR>/files`.",
     )
     s3_endpoint_url: str | None = Field(
         default=None, description="S3-compatible endpoint (MinIO, moto, R2). Unset: AWS S3."

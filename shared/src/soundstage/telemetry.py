@@ -45,7 +45,13 @@ def record_started(redis: Any, kind: str, model: str, wait_s: float) -> None:
 
 
 def record_finished(
-    redis: Any, *, kind: str, model: str, outcome: str, duration_s: float | None, audio_s: float = 0.0,
+    redis: Any,
+    *,
+    kind: str,
+    model: str,
+    outcome: str,
+    duration_s: float | None,
+    audio_s: float = 0.0,
     error_code: str = "",
 ) -> None:
     """Count a finished job. `outcome` is `completed`, `failed` or `cancelled`."""

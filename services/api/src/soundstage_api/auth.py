@@ -19,8 +19,12 @@ def require_api_key(state: State, key: Annotated[str | None, Depends(_header)]) 
     if not accepted:
         return
     if not key:
-        raise AppError(ErrorCode.API_KEY_MISSING, "Missing X-API-Key header.", status_code=401,
-                       headers={"WWW-Authenticate": "APIKey"})
+        raise AppError(
+            ErrorCode.API_KEY_MISSING,
+            "Missing X-API-Key header.",
+            status_code=401,
+            headers={"WWW-Authenticate": "APIKey"},
+        )
     # Compare against every key, without stopping early, in constant time per key.
     matched = False
     for candidate in accepted:

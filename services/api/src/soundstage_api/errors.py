@@ -60,7 +60,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
-        return _render(AppError(code, str(exc.detail), status_code=exc.status_code, headers=exc.headers))
+        headers = dict(exc.headers) if exc.headers else None
+        return _render(AppError(code, str(exc.detail), status_code=exc.status_code, headers=headers))
 
     @app.exception_handler(sqlalchemy.exc.OperationalError)
     @app.exception_handler(sqlalchemy.exc.InterfaceError)

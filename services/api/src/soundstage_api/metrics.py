@@ -52,10 +52,10 @@ class SoundstageCollector(Collector):
             yield family
         for name, doc in _HISTOGRAMS.items():
             histogram = snapshot.histograms[name]
-            family = HistogramMetricFamily(f"soundstage_{name}", doc, labels=["kind", "model"])
+            histogram_family = HistogramMetricFamily(f"soundstage_{name}", doc, labels=["kind", "model"])
             for key, (_, total) in histogram.series.items():
-                family.add_metric(list(key), histogram.cumulative(key), total)
-            yield family
+                histogram_family.add_metric(list(key), histogram.cumulative(key), total)
+            yield histogram_family
         depth = GaugeMetricFamily("soundstage_queue_depth", "Jobs waiting in each queue.", labels=["queue"])
         live = GaugeMetricFamily("soundstage_workers", "Live workers per queue.", labels=["queue"])
         for queue in Queue:

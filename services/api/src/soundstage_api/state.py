@@ -24,7 +24,7 @@ class AppState:
     repo: JobRepository
     store: ObjectStore
     celery: Celery
-    redis: Redis
+    redis: Redis[bytes]
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     @classmethod
@@ -42,9 +42,7 @@ class AppState:
                 s3_region=settings.s3_region,
             ),
             celery=create_celery_app(settings, "soundstage-api"),
-            redis=Redis.from_url(
-                redis_url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30
-            ),
+            redis=Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30),
         )
 
     def close(self) -> None:

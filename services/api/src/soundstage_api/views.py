@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from soundstage.db import Job, JobFile
-from soundstage.schemas import JobResult, JobView, OutputFile, StoredFile
+from soundstage.schemas import JobKind, JobResult, JobStatus, JobView, OutputFile, StoredFile
 
 
 def file_url(name: str) -> str:
@@ -28,7 +28,7 @@ def job_view(job: Job) -> JobView:
         result = JobResult.model_validate({**job.result, "files": [output_file(f) for f in job.files]})
     return JobView(
         job_id=job.id,
-        status=job.status,
+        status=JobStatus(job.status),
         progress=round(job.progress, 2),
         progress_detail=job.progress_detail,
         result_urls=[file_url(f.name) for f in job.files],
@@ -38,7 +38,7 @@ def job_view(job: Job) -> JobView:
         started_at=job.started_at,
         finished_at=job.finished_at,
         model=job.model,
-        kind=job.kind,
+        kind=JobKind(job.kind),
         params=job.params,
         result=result,
         attempts=job.attempts,

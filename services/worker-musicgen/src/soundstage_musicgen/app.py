@@ -70,8 +70,17 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     args = list(sys.argv[1:] if argv is None else argv)
     app = create_app(settings, in_process_pool=_uses_in_process_pool(args))
-    defaults = ["worker", "--queues", Queue.MUSICGEN.value, "--concurrency", "1", "--loglevel", settings.log_level,
-                "--without-gossip", "--without-mingle"]
+    defaults = [
+        "worker",
+        "--queues",
+        Queue.MUSICGEN.value,
+        "--concurrency",
+        "1",
+        "--loglevel",
+        settings.log_level,
+        "--without-gossip",
+        "--without-mingle",
+    ]
     app.worker_main(argv=[*defaults, *args])
 
 

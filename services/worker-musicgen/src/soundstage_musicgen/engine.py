@@ -118,9 +118,7 @@ class MusicgenEngine:
     @property
     def info(self) -> EngineInfo:
         """Model facts; loads the model first if needed."""
-        self.load()
-        assert self._loaded is not None
-        return self._loaded.info
+        return self._ensure_loaded().info
 
     def generate(self, params: GenerationParams, on_progress: ProgressCallback | None = None) -> GeneratedAudio:
         """Generate exactly ``round(duration_s * sample_rate)`` samples for ``params``.
@@ -129,10 +127,15 @@ class MusicgenEngine:
         for unusable sampling parameters, and lets :class:`JobCancelledError` from ``on_progress`` through.
         """
         _validate(params)
-        self.load()
-        assert self._loaded is not None
+        loaded = self._ensure_loaded()
         with self._lock:
-            return _generate(self._loaded, params, on_progress)
+            return _generate(loaded, params, on_progress)
+
+    def _ensure_loaded(self) -> _Loaded:
+        self.load()
+        if self._loaded is None:  # load() either sets it or raises
+            raise RuntimeError("model failed to load")
+        return self._loaded
 
     def _load(self) -> _Loaded:
         import torch
@@ -199,6 +202,10 @@ def _load_pretrained(source: str) -> tuple[Any, Any]:
 
 def _from_pretrained(source: str, *, local_files_only: bool) -> tuple[Any, Any]:
     from transformers import AutoProcessor, MusicgenForConditionalGeneration
+    from transformers.utils import logging as hf_logging
+
+    # Progress bars are noise in a worker's log (and in JSON logs).
+    hf_logging.disable_progress_bar()
 
     model = MusicgenForConditionalGeneration.from_pretrained(source, local_files_only=local_files_only)
     processor = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]

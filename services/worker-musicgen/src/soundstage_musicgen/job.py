@@ -37,8 +37,9 @@ def generation_params(job: Job) -> tuple[GenerateJobParams, GenerationParams]:
 
 def run_generate(job: Job, engine: MusicgenEngine, store: ObjectStore, report: ProgressReporter) -> JobOutput:
     if job.model != engine.model_ref:
-        raise AppError(ErrorCode.UNKNOWN_MODEL,
-                       f"This worker serves {engine.model_ref!r}, not {job.model!r}.", status_code=422)
+        raise AppError(
+            ErrorCode.UNKNOWN_MODEL, f"This worker serves {engine.model_ref!r}, not {job.model!r}.", status_code=422
+        )
     request, params = generation_params(job)
     report(0.0, "generating", force=True)
 
@@ -61,6 +62,12 @@ def run_generate(job: Job, engine: MusicgenEngine, store: ObjectStore, report: P
         "device": info.device,
         "compute_seconds": round(compute_seconds, 3),
     }
-    new_file = NewFile(name=name, content_type=encoded.content_type, size_bytes=stored.size,
-                       duration_s=encoded.duration_s, sample_rate=encoded.sample_rate, channels=encoded.channels)
+    new_file = NewFile(
+        name=name,
+        content_type=encoded.content_type,
+        size_bytes=stored.size,
+        duration_s=encoded.duration_s,
+        sample_rate=encoded.sample_rate,
+        channels=encoded.channels,
+    )
     return JobOutput(files=[new_file], result=result, audio_seconds=encoded.duration_s)

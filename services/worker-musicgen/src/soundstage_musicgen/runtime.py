@@ -29,7 +29,7 @@ class WorkerRuntime:
     engine: MusicgenEngine
     repo: JobRepository
     store: ObjectStore
-    redis: Redis
+    redis: Redis[bytes]
     runner: JobRunner
     hostname: str
     heartbeat: Heartbeat | None = None
@@ -39,14 +39,17 @@ class WorkerRuntime:
     def build(cls, settings: Settings) -> WorkerRuntime:
         hostname = f"{socket.gethostname()}:{os.getpid()}"
         repo = JobRepository(create_session_factory(create_db_engine(settings.resolved_database_url)))
-        store = open_store(settings.resolved_storage_url, s3_endpoint_url=settings.s3_endpoint_url,
-                           s3_region=settings.s3_region)
+        store = open_store(
+            settings.resolved_storage_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region
+        )
         redis = Redis.from_url(settings.require_redis_url(), socket_connect_timeout=2, socket_timeout=5)
-        runner = JobRunner(repo=repo, store=store, redis=redis, worker_name=hostname,
-                           max_attempts=settings.max_job_attempts)
+        runner = JobRunner(
+            repo=repo, store=store, redis=redis, worker_name=hostname, max_attempts=settings.max_job_attempts
+        )
         engine = MusicgenEngine(settings.musicgen_model, settings.resolved_model_cache_dir, settings.device)
-        return cls(settings=settings, engine=engine, repo=repo, store=store, redis=redis, runner=runner,
-                   hostname=hostname)
+        return cls(
+            settings=settings, engine=engine, repo=repo, store=store, redis=redis, runner=runner, hostname=hostname
+        )
 
     def ensure_loaded(self) -> MusicgenEngine:
         """Load the model if it is not loaded yet; a failure fails the job, not the worker."""
@@ -83,7 +86,7 @@ _lock = threading.Lock()
 
 def get_runtime(settings: Settings) -> WorkerRuntime:
     """The process's runtime, created on first use (after fork, never at import)."""
-    global _runtime
+    global _runtime  # noqa: PLW0603 - one runtime per worker process, created after fork
     with _lock:
         if _runtime is None:
             _runtime = WorkerRuntime.build(settings)

@@ -24,12 +24,13 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             # Retries for a platform error ran out: end the job instead of leaving it processing.
             job_id = args[0] if args else kwargs.get("job_id")
             try:
-                get_runtime(settings).runner.fail(job_id, ErrorCode.INTERNAL_ERROR,
-                                                  f"The job could not be completed: {type(exc).__name__}: {exc}")
+                get_runtime(settings).runner.fail(
+                    job_id, ErrorCode.INTERNAL_ERROR, f"The job could not be completed: {type(exc).__name__}: {exc}"
+                )
             except Exception:
                 logger.exception("job %s: could not record the failure", job_id)
 
-    @app.task(
+    @app.task(  # type: ignore[untyped-decorator]
         name=TaskName.MUSICGEN_GENERATE.value,
         base=JobTask,
         autoretry_for=transient_errors(),
@@ -41,5 +42,6 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     def generate(job_id: str) -> None:
         runtime = get_runtime(settings)
         with job_context(job_id):
-            runtime.runner.run(job_id, lambda job, report: run_generate(
-                job, runtime.ensure_loaded(), runtime.store, report))
+            runtime.runner.run(
+                job_id, lambda job, report: run_generate(job, runtime.ensure_loaded(), runtime.store, report)
+            )

@@ -78,7 +78,7 @@ class JobRepository:
         with self._sessions() as session:
             return session.get(Job, job_id)
 
-    def list(self, *, status: str | None, kind: str | None, limit: int, skip: int) -> tuple[list[Job], int]:
+    def list_jobs(self, *, status: str | None, kind: str | None, limit: int, skip: int) -> tuple[list[Job], int]:
         conditions = []
         if status:
             conditions.append(Job.status == status)
@@ -98,8 +98,12 @@ class JobRepository:
             session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
-                .values(status=JobStatus.CANCELLED.value, cancel_requested=True, finished_at=now,
-                        progress_detail="cancelled before it started")
+                .values(
+                    status=JobStatus.CANCELLED.value,
+                    cancel_requested=True,
+                    finished_at=now,
+                    progress_detail="cancelled before it started",
+                )
             )
             session.execute(
                 update(Job)
@@ -127,7 +131,7 @@ class JobRepository:
     def count_by_status(self) -> dict[str, int]:
         with self._sessions() as session:
             rows = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
-            return {status: count for status, count in rows}
+            return dict(rows)
 
     def ping(self) -> None:
         with self._sessions() as session:
@@ -180,8 +184,8 @@ class JobRepository:
             # A redelivered job rewrites the same object names; replace, never duplicate.
             session.execute(delete(JobFile).where(JobFile.job_id == job_id))
             session.flush()
-            for position, new in enumerate(files):
-                session.add(JobFile(job_id=job_id, position=position, created_at=now, **new.__dict__))
+            for position, new_file in enumerate(files):
+                session.add(JobFile(job_id=job_id, position=position, created_at=now, **vars(new_file)))
             job.result = result
             job.progress = 100.0
             _finish(job, JobStatus.COMPLETED, now, detail="done")
@@ -193,8 +197,13 @@ class JobRepository:
             session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status.notin_(_TERMINAL))
-                .values(status=JobStatus.FAILED.value, error_code=code.value, error=message,
-                        finished_at=now, progress_detail="failed")
+                .values(
+                    status=JobStatus.FAILED.value,
+                    error_code=code.value,
+                    error=message,
+                    finished_at=now,
+                    progress_detail="failed",
+                )
             )
 
     def mark_cancelled(self, job_id: str) -> None:

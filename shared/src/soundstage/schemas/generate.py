@@ -49,9 +49,7 @@ class GenerateRequest(BaseModel):
         default=1.0, ge=0.0, le=2.0, description="Sampling temperature, 0-2. Default 1.0; 0 means greedy decoding."
     )
     top_k: int = Field(default=250, ge=0, le=2048, description="Top-k sampling, 0-2048. Default 250; 0 disables.")
-    top_p: float = Field(
-        default=0.0, ge=0.0, le=1.0, description="Nucleus sampling, 0-1. Default 0 (disabled)."
-    )
+    top_p: float = Field(default=0.0, ge=0.0, le=1.0, description="Nucleus sampling, 0-1. Default 0 (disabled).")
     guidance_scale: float = Field(
         default=3.0, ge=0.0, le=10.0, description="Classifier-free guidance (text adherence), 0-10. Default 3.0."
     )

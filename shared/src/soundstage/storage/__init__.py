@@ -57,7 +57,7 @@ def open_store(
     scheme = match.group(1).lower() if match else ""
     if scheme == "s3":
         # Imported here so that processes on local storage never import boto3.
-        from soundstage.storage.s3 import S3ObjectStore  # noqa: PLC0415
+        from soundstage.storage.s3 import S3ObjectStore
 
         parts = urlsplit(storage_url)
         if not parts.netloc:

@@ -63,8 +63,13 @@ def _check_duration(duration: float, settings: Settings) -> None:
             ErrorCode.VALIDATION_ERROR,
             f"Invalid request: duration must be at most {settings.max_duration:g} seconds.",
             status_code=422,
-            details=[{"loc": ["body", "duration"], "msg": f"Input should be less than or equal to "
-                      f"{settings.max_duration:g}", "type": "less_than_equal"}],
+            details=[
+                {
+                    "loc": ["body", "duration"],
+                    "msg": f"Input should be less than or equal to {settings.max_duration:g}",
+                    "type": "less_than_equal",
+                }
+            ],
         )
 
 

@@ -34,7 +34,7 @@ def list_jobs(
     status: Annotated[JobStatus | None, Query(description="Only jobs with this status.")] = None,
     kind: Annotated[JobKind | None, Query(description="Only jobs of this kind.")] = None,
 ) -> JobList:
-    jobs, total = state.repo.list(
+    jobs, total = state.repo.list_jobs(
         status=status.value if status else None, kind=kind.value if kind else None, limit=limit, skip=skip
     )
     return JobList(jobs=[job_view(job) for job in jobs], total=total, limit=limit, skip=skip)

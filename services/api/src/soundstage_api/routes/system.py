@@ -52,12 +52,16 @@ def health(state: State) -> Health:
     )
 
 
-@router.get("/ready", response_model=Ready, summary="Readiness: database, broker and storage",
-            responses={503: {"model": Ready, "description": "Something is down; `down` names it"}})
+@router.get(
+    "/ready",
+    response_model=Ready,
+    summary="Readiness: database, broker and storage",
+    responses={503: {"model": Ready, "description": "Something is down; `down` names it"}},
+)
 def ready(state: State) -> Response:
     checks = {
         "database": _check(state.repo.ping),
-        "broker": _check(lambda: state.redis.ping()),
+        "broker": _check(state.redis.ping),
         "storage": _check(state.store.check),
     }
     down = [name for name, check in checks.items() if not check.ok]
@@ -75,8 +79,12 @@ def _check(probe: object) -> ReadyCheck:
     return ReadyCheck(ok=True)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+)
 def metrics(state: State) -> Response:
     registry = state.metrics_registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
