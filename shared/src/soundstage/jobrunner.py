@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from soundstage import telemetry
 from soundstage.db.models import Job, utcnow
 from soundstage.db.repository import ClaimOutcome, JobRepository, NewFile
@@ -119,6 +121,12 @@ class JobRunner:
             return
         except transient_errors():
             raise
+        except SoftTimeLimitExceeded:
+            logger.warning("job %s: exceeded the job time limit", job.id)
+            message = "The job ran past JOB_TIMEOUT_SECONDS and was stopped."
+            self._repo.fail(job.id, ErrorCode.JOB_TIMEOUT, message)
+            self._record(job, "failed", error_code=ErrorCode.JOB_TIMEOUT.value)
+            return
         except AppError as error:
             logger.warning("job %s: failed: %s (%s)", job.id, error.message, error.code.value)
             self._repo.fail(job.id, error.code, error.message)

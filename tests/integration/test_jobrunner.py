@@ -1,0 +1,111 @@
+"""The shared job lifecycle: every way `execute` can end, on a real database, store and Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy.exc
+from celery.exceptions import SoftTimeLimitExceeded
+
+from soundstage import telemetry
+from soundstage.db import Job, JobRepository, NewFile, create_db_engine, create_session_factory
+from soundstage.errors import AppError, ErrorCode
+from soundstage.jobrunner import JobOutput, JobRunner, ProgressReporter
+from soundstage.storage import LocalObjectStore
+from tests.support.servers import RedisServer
+
+Execute = Callable[[Job, ProgressReporter], JobOutput]
+
+
+@pytest.fixture
+def parts(
+    database_url: str, redis_server: RedisServer, tmp_path: Path
+) -> tuple[JobRepository, LocalObjectStore, JobRunner]:
+    redis_server.client().flushall()
+    repo = JobRepository(create_session_factory(create_db_engine(database_url)))
+    store = LocalObjectStore(tmp_path / "files")
+    runner = JobRunner(repo=repo, store=store, redis=redis_server.client(), worker_name="w", max_attempts=3)
+    return repo, store, runner
+
+
+def run(parts: tuple[JobRepository, LocalObjectStore, JobRunner], execute: Execute) -> Job:
+    repo, _, runner = parts
+    job_id = repo.create(kind="generate", queue="musicgen", model="m", params={}).id
+    runner.run(job_id, execute)
+    job = repo.get(job_id)
+    assert job is not None
+    return job
+
+
+def test_success_stores_files_and_counts(
+    parts: tuple[JobRepository, LocalObjectStore, JobRunner], redis_server: RedisServer
+) -> None:
+    _, store, _ = parts
+
+    def execute(job: Job, report: ProgressReporter) -> JobOutput:
+        report(50.0, "half", force=True)
+        stored = store.put_bytes(f"{job.id}_generated.wav", b"RIFF....")
+        return JobOutput(files=[NewFile(stored.name, "audio/wav", stored.size)], result={"seed": 3}, audio_seconds=2.0)
+
+    job = run(parts, execute)
+    assert job.status == "completed" and job.result == {"seed": 3} and len(job.files) == 1
+    counters = telemetry.read_snapshot(redis_server.client()).counters
+    assert counters[telemetry.COMPLETED] == {("generate", "m", ""): 1.0}
+    assert counters[telemetry.AUDIO_SECONDS] == {("generate", "m"): 2.0}
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (AppError(ErrorCode.DURATION_EXCEEDS_MODEL_LIMIT, "too long", status_code=422), "duration_exceeds_model_limit"),
+        (RuntimeError("CUDA kernel exploded"), "generation_failed"),
+        (SoftTimeLimitExceeded(), "job_timeout"),
+    ],
+)
+def test_failures_end_the_job_with_a_code(
+    parts: tuple[JobRepository, LocalObjectStore, JobRunner], error: BaseException, code: str
+) -> None:
+    def execute(job: Job, report: ProgressReporter) -> JobOutput:
+        raise error
+
+    job = run(parts, execute)
+    assert job.status == "failed" and job.error_code == code and job.error
+
+
+def test_platform_errors_propagate_for_celery_to_retry(
+    parts: tuple[JobRepository, LocalObjectStore, JobRunner],
+) -> None:
+    def execute(job: Job, report: ProgressReporter) -> JobOutput:
+        raise sqlalchemy.exc.OperationalError("select 1", {}, Exception("server closed the connection"))
+
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        run(parts, execute)
+
+
+def test_cancel_during_execution(parts: tuple[JobRepository, LocalObjectStore, JobRunner]) -> None:
+    repo, _, _ = parts
+
+    def execute(job: Job, report: ProgressReporter) -> JobOutput:
+        repo.request_cancel(job.id)
+        report(10.0, "step", force=True)  # raises JobCancelledError
+        raise AssertionError("not reached")
+
+    assert run(parts, execute).status == "cancelled"
+
+
+def test_outputs_of_a_job_cancelled_at_the_finish_are_deleted(
+    parts: tuple[JobRepository, LocalObjectStore, JobRunner], tmp_path: Path
+) -> None:
+    repo, store, _ = parts
+
+    def execute(job: Job, report: ProgressReporter) -> JobOutput:
+        stored = store.put_bytes(f"{job.id}_generated.wav", b"data")
+        repo.request_cancel(job.id)
+        repo.mark_cancelled(job.id)
+        return JobOutput(files=[NewFile(stored.name, "audio/wav", stored.size)])
+
+    job = run(parts, execute)
+    assert job.status == "cancelled" and job.files == []
+    assert list((tmp_path / "files").iterdir()) == []
