@@ -143,10 +143,15 @@ def test_health_without_workers_and_openapi_documents_fields(client: TestClient)
     assert health["status"] == "healthy" and health["auth_enabled"] is False
     assert health["device"] == "none" and health["workers"] == []
     assert {q["name"] for q in health["queues"]} == {"musicgen", "magenta", "demucs"}
-    schema = client.get("/openapi.json").json()["components"]["schemas"]["GenerateRequest"]["properties"]
-    for name, prop in schema.items():
-        assert prop.get("description"), f"{name} is undocumented"
-    assert "Default 10" in schema["duration"]["description"]
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    ours = {name: schema for name, schema in schemas.items() if "ValidationError" not in name}
+    assert {"GenerateRequest", "JobView", "JobCreated", "Health", "Ready", "ErrorBody"} <= set(ours)
+    for schema_name, schema in ours.items():
+        for name, prop in schema.get("properties", {}).items():
+            assert prop.get("description"), f"{schema_name}.{name} is undocumented"
+    generate = ours["GenerateRequest"]["properties"]
+    assert "Default 10" in generate["duration"]["description"]
+    assert generate["temperature"]["maximum"] == 2 and generate["top_k"]["maximum"] == 2048
     assert client.get("/docs").status_code == 200 and client.get("/redoc").status_code == 200
 
 

@@ -20,17 +20,17 @@ class OutputFile(BaseModel):
 
     name: str = Field(description="File name in storage.")
     url: str = Field(description="Relative download URL (`/files/<name>`).")
-    content_type: str
-    size_bytes: int
+    content_type: str = Field(description="MIME type, e.g. `audio/wav`.")
+    size_bytes: int = Field(description="File size in bytes.")
     duration: float | None = Field(default=None, description="Seconds of audio.")
     sample_rate: int | None = Field(default=None, description="Samples per second.")
-    channels: int | None = None
+    channels: int | None = Field(default=None, description="1 = mono, 2 = stereo.")
 
 
 class JobResult(BaseModel):
     """What a completed job produced and how."""
 
-    files: list[OutputFile] = Field(default_factory=list)
+    files: list[OutputFile] = Field(default_factory=list, description="Output files, in `result_urls` order.")
     seed: int | None = Field(default=None, description="Seed actually used (reproduces the output).")
     random_weights: bool = Field(
         default=False, description="True when a `random:` test model made this: noise, not music."
@@ -43,26 +43,26 @@ class JobResult(BaseModel):
 class JobView(BaseModel):
     """The job envelope. Fields up to `model` are musicgen-api's; the rest are additions."""
 
-    job_id: str
+    job_id: str = Field(description="The job's id.")
     status: JobStatus = Field(description="`queued`, `processing`, `completed`, `failed` or `cancelled`.")
     progress: float = Field(ge=0, le=100, description="Percent done, 0-100.")
     progress_detail: str | None = Field(default=None, description="What the worker is doing now.")
     result_urls: list[str] = Field(description="Relative URLs of the output files (`/files/<name>`), in order.")
     error: str | None = Field(default=None, description="Human-readable failure reason.")
     error_code: str | None = Field(default=None, description="Stable machine-readable failure code.")
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    created_at: datetime = Field(description="When the API accepted the job (UTC).")
+    started_at: datetime | None = Field(default=None, description="When a worker last started it (UTC).")
+    finished_at: datetime | None = Field(default=None, description="When it reached a final status (UTC).")
     model: str | None = Field(default=None, description="Model that serves (or served) the job.")
-    kind: JobKind
+    kind: JobKind = Field(description="What the job does (`generate`).")
     params: dict[str, Any] = Field(description="The validated request parameters.")
-    result: JobResult | None = None
+    result: JobResult | None = Field(default=None, description="Set once the job completed.")
     attempts: int = Field(description="How many times a worker started this job (more than 1 after a crash).")
-    cancel_requested: bool = False
+    cancel_requested: bool = Field(default=False, description="True once `DELETE /jobs/{id}` asked it to stop.")
 
 
 class JobList(BaseModel):
-    jobs: list[JobView]
+    jobs: list[JobView] = Field(description="Newest first.")
     total: int = Field(description="Jobs matching the filter, ignoring limit/skip.")
-    limit: int
-    skip: int
+    limit: int = Field(description="Page size used.")
+    skip: int = Field(description="Jobs skipped.")
