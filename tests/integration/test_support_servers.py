@@ -139,9 +139,9 @@ def test_first_start_retries_when_port_was_taken(
         blocker.listen()
         busy_port = blocker.getsockname()[1]
         # The constructor picks the busy port; the retry picks a real one.
-        monkeypatch.setattr(servers, "free_port", lambda: busy_port)
+        monkeypatch.setattr(servers.base, "free_port", lambda: busy_port)
         server = RedisServer()
-        monkeypatch.setattr(servers, "free_port", free_port)
+        monkeypatch.setattr(servers.base, "free_port", free_port)
         with server:
             assert server.port != busy_port
             with server.client() as client:

@@ -27,6 +27,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         length = int(last)
         if length == 0:
             raise _unsatisfiable(size)
+        if size == 0:  # the whole (empty) file, never the inverted range (0, -1)
+            return None
         return max(size - length, 0), size - 1
     start = int(first)
     end = min(int(last), size - 1) if last else size - 1

@@ -1,0 +1,188 @@
+"""The one settings object, built from the environment as every process builds it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from soundstage.queue import Queue
+from soundstage.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No setting leaks in from the developer's shell or the CI runner (names are case-insensitive),
+    and the relative default DATA_DIR (`./data`) lands in a private folder."""
+    fields = set(Settings.model_fields)
+    for name in list(os.environ):
+        if name.lower() in fields:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+# -------------------------------------------------------------------- API keys
+
+
+def test_api_keys_are_split_on_commas_and_blanks_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEYS", "a, b,,c")
+    settings = Settings()
+    assert settings.accepted_api_keys == ["a", "b", "c"]
+    assert settings.auth_enabled
+
+
+def test_api_key_is_combined_with_api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEYS", "a, b,,c")
+    monkeypatch.setenv("API_KEY", "single")
+    assert Settings().accepted_api_keys == ["a", "b", "c", "single"]
+
+
+def test_api_key_alone_enables_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEY", "single")
+    settings = Settings()
+    assert settings.accepted_api_keys == ["single"]
+    assert settings.auth_enabled
+
+
+def test_no_keys_means_auth_is_off() -> None:
+    settings = Settings()
+    assert settings.accepted_api_keys == []
+    assert not settings.auth_enabled
+
+
+def test_blank_keys_do_not_enable_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEYS", " , ,")
+    monkeypatch.setenv("API_KEY", "")
+    settings = Settings()
+    assert settings.accepted_api_keys == []
+    assert not settings.auth_enabled
+
+
+def test_api_keys_are_secret_in_the_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEYS", "topsecret1")
+    monkeypatch.setenv("API_KEY", "topsecret2")
+    text = repr(Settings())
+    assert "topsecret1" not in text
+    assert "topsecret2" not in text
+
+
+# ------------------------------------------------------------- derived locations
+
+
+def test_defaults_live_under_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    data_dir = tmp_path / "state"
+    monkeypatch.setenv("DATA_DIR", str(data_dir))
+    settings = Settings()
+    assert settings.data_dir == data_dir
+    assert settings.resolved_database_url == f"sqlite:///{(data_dir / 'soundstage.db').resolve()}"
+    assert settings.resolved_storage_url == str((data_dir / "files").resolve())
+    assert settings.resolved_model_cache_dir == (data_dir / "models").resolve()
+
+
+def test_default_data_dir_is_data_in_the_working_directory(tmp_path: Path) -> None:
+    settings = Settings()
+    expected = (tmp_path / "data").resolve()
+    assert settings.resolved_database_url == f"sqlite:///{expected / 'soundstage.db'}"
+    assert settings.resolved_storage_url == str(expected / "files")
+    assert settings.resolved_model_cache_dir == expected / "models"
+    # Absolute, so a later chdir cannot move them.
+    assert Path(settings.resolved_storage_url).is_absolute()
+
+
+def test_explicit_locations_win_over_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://u:p@db:5432/soundstage")
+    monkeypatch.setenv("STORAGE_URL", "s3://bucket/prefix")
+    monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "cache"))
+    settings = Settings()
+    assert settings.resolved_database_url == "postgresql+psycopg://u:p@db:5432/soundstage"
+    assert settings.resolved_storage_url == "s3://bucket/prefix"
+    assert settings.resolved_model_cache_dir == (tmp_path / "cache").resolve()
+
+
+# ------------------------------------------------------------ broker and models
+
+
+def test_visibility_timeout_defaults_to_job_timeout_plus_five_minutes() -> None:
+    assert Settings().resolved_visibility_timeout == 3600 + 300
+
+
+def test_visibility_timeout_follows_job_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOB_TIMEOUT_SECONDS", "600")
+    assert Settings().resolved_visibility_timeout == 900
+
+
+def test_explicit_visibility_timeout_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOB_TIMEOUT_SECONDS", "600")
+    monkeypatch.setenv("BROKER_VISIBILITY_TIMEOUT", "5000")
+    assert Settings().resolved_visibility_timeout == 5000
+
+
+def test_served_models_default_to_musicgen_small() -> None:
+    settings = Settings()
+    assert settings.served_models(Queue.MUSICGEN) == ["facebook/musicgen-small"]
+
+
+def test_served_models_follow_musicgen_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MUSICGEN_MODEL", "random:tiny")
+    settings = Settings()
+    assert settings.served_models(Queue.MUSICGEN) == ["random:tiny"]
+    assert settings.served_models(Queue.MAGENTA) == []
+    assert settings.served_models(Queue.DEMUCS) == []
+
+
+def test_require_redis_url_raises_without_redis_url() -> None:
+    with pytest.raises(RuntimeError, match="REDIS_URL"):
+        Settings().require_redis_url()
+
+
+def test_require_redis_url_raises_on_an_empty_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "")
+    with pytest.raises(RuntimeError, match="REDIS_URL"):
+        Settings().require_redis_url()
+
+
+def test_require_redis_url_returns_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    assert Settings().require_redis_url() == "redis://127.0.0.1:6379/0"
+
+
+def test_names_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("musicgen_model", "random:tiny")
+    assert Settings().musicgen_model == "random:tiny"
+
+
+def test_numbers_and_choices_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "9000")
+    monkeypatch.setenv("DEVICE", "cuda")
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    monkeypatch.setenv("MAX_DURATION", "120.5")
+    settings = Settings()
+    assert (settings.port, settings.device, settings.log_format, settings.max_duration) == (9000, "cuda", "json", 120.5)
+
+
+# ---------------------------------------------------------------- invalid values
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "0"),
+        ("PORT", "65536"),
+        ("PORT", "eighty"),
+        ("DEVICE", "tpu"),
+        ("LOG_FORMAT", "xml"),
+        ("MAX_DURATION", "1"),
+        ("MAX_DURATION", "3601"),
+        ("JOB_TIMEOUT_SECONDS", "9"),
+        ("BROKER_VISIBILITY_TIMEOUT", "0"),
+        ("MAX_JOB_ATTEMPTS", "0"),
+    ],
+)
+def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert [error["loc"] for error in info.value.errors()] == [(name.lower(),)]
