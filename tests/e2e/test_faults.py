@@ -6,10 +6,11 @@ import os
 import signal
 import time
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import StackFactory
-from tests.support.servers import PostgresServer, S3Server
+from tests.support.servers import PostgresServer, RedisServer, S3Server
 from tests.support.stack import Stack, child_pids, poll_job
 from tests.support.waiting import wait_until
 
@@ -26,6 +27,12 @@ def wait_running(client_stack: Stack, job_id: str) -> None:
             interval=0.05,
             message=f"job {job_id} to make progress\n{client_stack.logs()}",
         )
+
+
+def accepted(client: httpx.Client) -> httpx.Response | None:
+    """A `/generate` response once the API accepts jobs again, else None (keep polling)."""
+    response = client.post("/generate", json={"prompt": "after the outage", "duration": 1})
+    return response if response.status_code == 200 else None
 
 
 def stored_objects(s3: S3Server, stack: Stack, job_id: str) -> list[str]:
@@ -89,11 +96,7 @@ def test_database_outage_is_503_and_recovers(make_stack: StackFactory) -> None:
             ready = client.get("/ready")
             assert ready.status_code == 503 and "database" in ready.json()["down"]
             database.start()
-            again = wait_until(
-                lambda: client.post("/generate", json={"prompt": "y", "duration": 1}),
-                30,
-                message="API to accept jobs again",
-            )
+            again = wait_until(lambda: accepted(client), 30, message="API to accept jobs again")
             assert again.status_code == 200
             job = poll_job(client, again.json()["job_id"], {"completed", "failed"})
             assert job["status"] == "completed", (job, stack.logs())
@@ -126,3 +129,27 @@ def test_cancelled_queued_job_never_runs(make_stack: StackFactory) -> None:
         assert poll_job(client, later, {"completed", "failed"})["status"] == "completed"
         job = client.get(f"/jobs/{cancelled}").json()
         assert job["status"] == "cancelled" and job["attempts"] == 0 and job["started_at"] is None
+
+
+def test_broker_outage_is_503_and_api_and_worker_recover(make_stack: StackFactory) -> None:
+    with RedisServer() as broker:
+        stack = make_stack(redis=broker)
+        stack.start_api()
+        stack.start_worker()
+        stack.wait_for_workers(1)
+        with stack.client() as client:
+            broker.stop()
+            started = time.monotonic()
+            response = client.post("/generate", json={"prompt": "x", "duration": 1})
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "broker_unavailable"
+            assert time.monotonic() - started < 10
+            ready = client.get("/ready")
+            assert ready.status_code == 503 and ready.json()["down"] == ["broker"]
+            assert client.get("/jobs").json()["total"] == 0  # the refused job left no row behind
+            broker.start()
+            again = wait_until(lambda: accepted(client), 30, message="API to accept jobs again")
+            assert again.status_code == 200
+            # The worker reconnects by itself and runs the job.
+            job = poll_job(client, again.json()["job_id"], {"completed", "failed"}, timeout=120)
+            assert job["status"] == "completed", (job, stack.logs())

@@ -67,7 +67,7 @@ def wait_until(
         if remaining <= 0:
             raise TimeoutError(_timeout_text(message, timeout, attempts, last_error, last_value)) from last_error
         # The one sanctioned pause in the test suite: bounded by the deadline.
-        time.sleep(min(interval, remaining))
+        time.sleep(min(interval, remaining))  # the poll interval of a deadline-bounded wait
 
 
 def _timeout_text(
