@@ -205,7 +205,7 @@ def _from_pretrained(source: str, *, local_files_only: bool) -> tuple[Any, Any]:
     from transformers.utils import logging as hf_logging
 
     # Progress bars are noise in a worker's log (and in JSON logs).
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
     model = MusicgenForConditionalGeneration.from_pretrained(source, local_files_only=local_files_only)
     processor = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
