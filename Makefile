@@ -11,9 +11,10 @@ TORCH_VERSION ?= 2.13.0
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
 PACKAGES := -e shared -e services/api -e services/worker-musicgen
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install run migrate test test-unit lint format bench-api clean
+.PHONY: help install install-dev run migrate test test-unit lint format bench-api clean
 
 help:
 	@echo "make run        start the whole stack in embedded mode on http://127.0.0.1:8000 (PORT=...)"
@@ -22,12 +23,21 @@ help:
 	@echo "make lint       ruff + mypy"
 	@echo "make bench-api  submission latency benchmark against real Redis + PostgreSQL"
 
-$(STAMP): shared/pyproject.toml services/api/pyproject.toml services/worker-musicgen/pyproject.toml requirements-dev.txt constraints.txt
+# The runtime (what `make run` needs) and the test/lint tools are installed separately,
+# so a plain `make run` does not pull moto, mypy and friends.
+$(STAMP): shared/pyproject.toml services/api/pyproject.toml services/worker-musicgen/pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing Soundstage into $(VENV) (torch $(TORCH_VERSION); the first time takes a few minutes)"
+	$(PIP_INSTALL) -c constraints.txt torch==$(TORCH_VERSION) $(PACKAGES)
+	@touch $@
+
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
 	$(PIP_INSTALL) -c constraints.txt torch==$(TORCH_VERSION) $(PACKAGES) -r requirements-dev.txt
 	@touch $@
 
 install: $(STAMP)
+
+install-dev: $(DEV_STAMP)
 
 run: install
 	$(BIN)/soundstage run
@@ -35,23 +45,23 @@ run: install
 migrate: install
 	$(BIN)/soundstage migrate
 
-test: install
+test: install-dev
 	@scripts/ensure-test-servers.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-unit: install
+test-unit: install-dev
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-format: install
+format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench-api: install
+bench-api: install-dev
 	@scripts/ensure-test-servers.sh
 	$(BIN)/python -m bench.bench_api $(BENCH_ARGS)
 

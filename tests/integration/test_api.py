@@ -112,6 +112,9 @@ def test_list_filter_and_cancel_queued(client: TestClient) -> None:
     assert client.get("/jobs", params={"skip": 2}).json()["jobs"][0]["job_id"] == ids[0]
     cancelled = client.delete(f"/jobs/{ids[1]}").json()
     assert cancelled["status"] == "cancelled" and cancelled["finished_at"]
+    assert client.delete(f"/jobs/{ids[1]}").status_code == 200  # idempotent, counted once
+    metrics = client.get("/metrics").text
+    assert 'soundstage_jobs_cancelled_total{kind="generate",model="facebook/musicgen-small"} 1.0' in metrics
     assert [j["job_id"] for j in client.get("/jobs", params={"status": "cancelled"}).json()["jobs"]] == [ids[1]]
     assert client.get("/jobs", params={"kind": "generate"}).json()["total"] == 3
     assert client.get("/jobs", params={"status": "bogus"}).status_code == 422
@@ -172,3 +175,14 @@ def test_broker_down_is_503_and_recovers(database_url: str, tmp_path: Path) -> N
         redis.start()
         assert client.post("/generate", json={"prompt": "x"}).status_code == 200
         assert client.get("/ready").status_code == 200
+
+
+def test_clear_messages_for_bodies_that_are_not_json_objects(client: TestClient) -> None:
+    not_json = client.post("/generate", content=b"prompt=x", headers={"content-type": "application/json"})
+    assert not_json.json()["error"]["message"] == "Invalid request: the body is not valid JSON."
+    as_form = client.post("/generate", content=b"[1, 2]", headers={"content-type": "application/json"})
+    assert "JSON object" in as_form.json()["error"]["message"]
+    both = client.post("/generate", json={"prompt": "a", "text": "b"})
+    assert both.status_code == 422 and "either `prompt` or `text`" in both.json()["detail"]
+    assert client.get("/jobs/" + "x" * 80).json()["error"]["code"] == "job_not_found"
+    assert client.get("/generate").json()["error"]["code"] == "method_not_allowed"

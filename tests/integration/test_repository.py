@@ -62,12 +62,15 @@ def test_gives_up_after_max_attempts(repo: JobRepository) -> None:
 
 def test_cancel_queued_running_and_finished(repo: JobRepository) -> None:
     queued = new_job(repo)
-    assert repo.request_cancel(queued).status == "cancelled"
+    job, cancelled_now = repo.request_cancel(queued)
+    assert job.status == "cancelled" and cancelled_now
+    assert repo.request_cancel(queued)[1] is False  # a second cancel is a no-op
     assert repo.claim(queued, worker="w", max_attempts=3).outcome is ClaimOutcome.SKIP
 
     running = new_job(repo)
     repo.claim(running, worker="w", max_attempts=3)
-    assert repo.request_cancel(running).cancel_requested
+    job, cancelled_now = repo.request_cancel(running)
+    assert job.cancel_requested and not cancelled_now
     assert repo.update_progress(running, 10.0, "x") is True
     repo.mark_cancelled(running)
     assert not repo.complete(running, [], {})

@@ -220,3 +220,10 @@ def test_zero_temperature_is_greedy_and_seed_independent(engine: MusicgenEngine)
     first = engine.generate(_params(seed=1, temperature=0.0, duration_s=0.5))
     second = engine.generate(_params(seed=2, temperature=0.0, duration_s=0.5))
     assert np.array_equal(first.samples, second.samples)
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.5, 1.0, 10.0])
+def test_every_documented_guidance_scale_generates(engine: MusicgenEngine, scale: float) -> None:
+    audio = engine.generate(_params(seed=11, duration_s=0.5, guidance_scale=scale))
+    assert audio.samples.shape == (1, 16000)
+    assert np.isfinite(audio.samples).all()

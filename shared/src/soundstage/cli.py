@@ -20,8 +20,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     migrate = commands.add_parser("migrate", help="Apply database migrations (alembic upgrade).")
     migrate.add_argument("revision", nargs="?", default="head")
-    downgrade = commands.add_parser("downgrade", help="Revert database migrations (alembic downgrade).")
-    downgrade.add_argument("revision")
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -33,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrations.upgrade(settings.resolved_database_url, args.revision)
+        print(f"database at revision {args.revision}")
         return 0
-    migrations.downgrade(settings.resolved_database_url, args.revision)
-    return 0
+    return 2
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ class Stack:
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
+        _require_free_port(self.settings.host, self.settings.port)
         data_dir = self.settings.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, DATA_DIR=str(data_dir))
@@ -127,6 +128,21 @@ class Stack:
             self.redis_server = None
 
 
+class PortInUseError(RuntimeError):
+    pass
+
+
+def _require_free_port(host: str, port: int) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            raise PortInUseError(
+                f"Cannot serve the API on {host}:{port}: {error.strerror}. Stop what uses the port or set "
+                "PORT to another one (e.g. PORT=8001 make run)."
+            ) from error
+
+
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -146,6 +162,9 @@ def run(settings: Settings) -> int:
     try:
         stack.start()
         code = stack.wait()
+    except PortInUseError as error:
+        logger.error("%s", error)
+        code = 1
     finally:
         stack.stop()
     logger.info("stopped")

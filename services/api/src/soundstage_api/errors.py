@@ -38,6 +38,20 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def _validation_message(details: list[dict[str, Any]]) -> str:
+    if any(d["type"] == "json_invalid" for d in details):
+        return "Invalid request: the body is not valid JSON."
+    if any(d["loc"] == ["body"] and d["type"].endswith("_type") for d in details):
+        return "Invalid request: the body must be a JSON object (send `Content-Type: application/json`)."
+    for d in details:
+        if d["loc"] == ["body"] and d["type"] == "value_error":
+            return f"Invalid request: {str(d['msg']).removeprefix('Value error, ')}."
+    fields = sorted(
+        {".".join(str(part) for part in d["loc"][1:] if not isinstance(part, int)) or "body" for d in details}
+    )
+    return f"Invalid request: {', '.join(fields)}." if fields else "Invalid request."
+
+
 _HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
 
 
@@ -53,8 +67,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = _validation_details(exc)
-        fields = ", ".join(".".join(str(part) for part in d["loc"][1:]) or "body" for d in details)
-        message = f"Invalid request: {fields}." if fields else "Invalid request."
+        message = _validation_message(details)
         return _render(AppError(ErrorCode.VALIDATION_ERROR, message, status_code=422, details=details))
 
     @app.exception_handler(StarletteHTTPException)

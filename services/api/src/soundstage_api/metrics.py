@@ -42,8 +42,8 @@ class SoundstageCollector(Collector):
             snapshot = telemetry.read_snapshot(redis)
             depths = {queue: int(redis.llen(queue_key(queue))) for queue in Queue}
             workers = list_workers(redis)
-        except Exception:
-            logger.warning("metrics: Redis unavailable", exc_info=True)
+        except Exception as error:
+            logger.warning("metrics: Redis unavailable: %s", error)
             return
         for name, (doc, labels) in _COUNTERS.items():
             family = CounterMetricFamily(f"soundstage_{name.removesuffix('_total')}", doc, labels=labels)
@@ -67,8 +67,8 @@ class SoundstageCollector(Collector):
     def _from_database(self) -> Iterator[Metric]:
         try:
             counts = self._state.repo.count_by_status()
-        except Exception:
-            logger.warning("metrics: database unavailable", exc_info=True)
+        except Exception as error:
+            logger.warning("metrics: database unavailable: %s", error)
             return
         family = GaugeMetricFamily("soundstage_jobs", "Jobs in the database by status.", labels=["status"])
         for status, count in sorted(counts.items()):

@@ -204,8 +204,10 @@ def _from_pretrained(source: str, *, local_files_only: bool) -> tuple[Any, Any]:
     from transformers import AutoProcessor, MusicgenForConditionalGeneration
     from transformers.utils import logging as hf_logging
 
-    # Progress bars are noise in a worker's log (and in JSON logs).
+    # Progress bars and config warnings (e.g. pad/bos ids outside the codebook, which every
+    # MusicGen checkpoint has by design) are noise in a worker's log.
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
     model = MusicgenForConditionalGeneration.from_pretrained(source, local_files_only=local_files_only)
     processor = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
@@ -278,7 +280,7 @@ def _generate(loaded: _Loaded, params: GenerationParams, on_progress: ProgressCa
             **inputs,
             **_sampling_arguments(params),
             max_new_tokens=steps,
-            guidance_scale=params.guidance_scale,
+            **_guidance_arguments(params.guidance_scale),
             stopping_criteria=progress,
         )
     # audio_values: (batch=1, channels, frames * hop); stereo decodes left and right into channels 0, 1.
@@ -292,6 +294,42 @@ def _generate(loaded: _Loaded, params: GenerationParams, on_progress: ProgressCa
         )
     samples = np.clip(samples[:, :wanted], -1.0, 1.0).astype(np.float32, copy=False)
     return GeneratedAudio(samples=np.ascontiguousarray(samples), sample_rate=info.sample_rate)
+
+
+# transformers only runs classifier-free guidance for scales above 1 and then combines
+# the conditional and unconditional logits with that fixed scale; below 1 we run it at
+# this scale and rescale the conditional half first (see _RescaledGuidance).
+_NATIVE_GUIDANCE = 2.0
+
+
+def _guidance_arguments(scale: float) -> dict[str, Any]:
+    """CFG as audiocraft defines it, for every scale in 0-10: logits = u + scale * (c - u).
+
+    1 means the conditional logits alone (no guidance pass); 0 means unconditional generation.
+    """
+    if scale == 1:
+        return {"guidance_scale": None}
+    if scale > 1:
+        return {"guidance_scale": scale}
+    from transformers import LogitsProcessorList
+
+    return {"guidance_scale": _NATIVE_GUIDANCE, "logits_processor": LogitsProcessorList([_rescaled_guidance(scale)])}
+
+
+def _rescaled_guidance(scale: float) -> Any:
+    import torch
+    from transformers import LogitsProcessor
+
+    class _RescaledGuidance(LogitsProcessor):
+        """Runs just before transformers' CFG step (which computes u + 2 * (c' - u)) and sets
+        c' = u + (scale / 2) * (c - u), so the result is u + scale * (c - u)."""
+
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+            cond, uncond = scores.split(scores.shape[0] // 2, dim=0)
+            rescaled = uncond + (scale / _NATIVE_GUIDANCE) * (cond - uncond)
+            return torch.cat([rescaled, uncond], dim=0)  # type: ignore[return-value]
+
+    return _RescaledGuidance()
 
 
 def _sampling_arguments(params: GenerationParams) -> dict[str, Any]:

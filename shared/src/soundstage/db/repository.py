@@ -10,9 +10,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from soundstage.db.models import Job, JobFile, utcnow
@@ -91,20 +91,26 @@ class JobRepository:
             ).all()
             return list(rows), total
 
-    def request_cancel(self, job_id: str) -> Job:
-        """Cancel a job: a queued one is cancelled at once, a running one at its next progress update."""
+    def request_cancel(self, job_id: str) -> tuple[Job, bool]:
+        """Cancel a job: a queued one is cancelled at once, a running one at its next progress update.
+
+        Returns the job and whether this call cancelled a queued job (it never reaches a worker,
+        so the caller counts it)."""
         now = utcnow()
         with self._sessions.begin() as session:
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
-                .values(
-                    status=JobStatus.CANCELLED.value,
-                    cancel_requested=True,
-                    finished_at=now,
-                    progress_detail="cancelled before it started",
-                )
-            )
+            cancelled_queued = cast(
+                CursorResult[Any],
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+                    .values(
+                        status=JobStatus.CANCELLED.value,
+                        cancel_requested=True,
+                        finished_at=now,
+                        progress_detail="cancelled before it started",
+                    )
+                ),
+            ).rowcount
             session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == JobStatus.PROCESSING.value)
@@ -119,7 +125,7 @@ class JobRepository:
                 f"Job {job_id} already ended with status {job.status!r}; nothing to cancel.",
                 status_code=409,
             )
-        return job
+        return job, bool(cancelled_queued)
 
     def list_files(self, *, limit: int, skip: int) -> list[JobFile]:
         with self._sessions() as session:

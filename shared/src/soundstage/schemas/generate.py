@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from soundstage.schemas.common import AudioFormat
 
@@ -64,6 +64,13 @@ class GenerateRequest(BaseModel):
         default=AudioFormat.WAV,
         description="Output format: `wav` (16-bit PCM, default), `flac`, `mp3` or `ogg` (Vorbis).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_prompt_field(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "prompt" in data and "text" in data:
+            raise ValueError("give either `prompt` or `text` (they are the same field), not both")
+        return data
 
     def folded_prompt(self) -> str:
         """The prompt the model sees, with the mood folded in as musicgen-api does."""

@@ -45,6 +45,7 @@ def download(
     request: Request,
     state: State,
     range_header: Annotated[str | None, Header(alias="Range", description="e.g. `bytes=0-1023`")] = None,
+    if_none_match: Annotated[str | None, Header(description="ETag from an earlier download: 304 if unchanged")] = None,
 ) -> Response:
     store = state.store
     info = store.stat(validate_object_name(name))
@@ -58,6 +59,8 @@ def download(
     }
     if info.etag:
         headers["ETag"] = f'"{info.etag.strip(chr(34))}"'
+        if if_none_match and headers["ETag"] in {tag.strip() for tag in if_none_match.split(",")}:
+            return Response(status_code=304, headers={k: v for k, v in headers.items() if k != "Content-Length"})
     status = 200
     if byte_range:
         status = 206

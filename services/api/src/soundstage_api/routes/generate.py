@@ -52,8 +52,8 @@ def submit(state: AppState, *, kind: JobKind, task: TaskName, model: str, params
         raise unavailable(ErrorCode.BROKER_UNAVAILABLE, "job queue (Redis)") from error
     try:
         telemetry.record_submitted(state.redis, kind.value, model)
-    except Exception:
-        logger.warning("could not count submitted job", exc_info=True)
+    except Exception as error:
+        logger.warning("could not count submitted job: %s", error)
     return JobCreated(job_id=job.id, status=JobStatus.QUEUED)
 
 

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from soundstage import telemetry
 from soundstage.errors import AppError, ErrorCode
 from soundstage.schemas import ErrorBody, JobKind, JobList, JobStatus, JobView
 from soundstage_api.auth import ApiKey
 from soundstage_api.state import State
 from soundstage_api.views import job_view
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"], dependencies=[ApiKey])
 
-JobId = Annotated[str, Path(description="The id returned by the submitting call.", max_length=64)]
+JobId = Annotated[str, Path(description="The id returned by the submitting call.")]
 _NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"model": ErrorBody, "description": "Unknown job"}}
 
 
@@ -49,4 +52,12 @@ def list_jobs(
 def cancel_job(job_id: JobId, state: State) -> JobView:
     """A queued job never runs; a running job stops at its next progress update and ends `cancelled`
     (until then it shows `cancel_requested: true`). Cancelling a cancelled job is a no-op."""
-    return job_view(state.repo.request_cancel(job_id))
+    job, cancelled_queued = state.repo.request_cancel(job_id)
+    if cancelled_queued:
+        try:
+            telemetry.record_finished(
+                state.redis, kind=job.kind, model=job.model or "", outcome="cancelled", duration_s=None
+            )
+        except Exception as error:
+            logger.warning("could not count cancelled job: %s", error)
+    return job_view(job)

@@ -27,8 +27,8 @@ def health(state: State) -> Health:
     try:
         workers = list_workers(state.redis)
         depths: dict[Queue, int | None] = {q: int(state.redis.llen(queue_key(q))) for q in Queue}
-    except Exception:
-        logger.warning("health: Redis unavailable", exc_info=True)
+    except Exception as error:
+        logger.warning("health: Redis unavailable: %s", error)
         workers, depths = [], dict.fromkeys(Queue)
     gpu = any(w.gpu_available for w in workers)
     devices = {w.device for w in workers}
@@ -111,8 +111,8 @@ def metrics_json(state: State) -> MetricsJson:
 def _times_by_kind(state: AppState) -> tuple[dict[str, KindTimes], float]:
     try:
         snapshot = telemetry.read_snapshot(state.redis)
-    except Exception:
-        logger.warning("metrics/json: Redis unavailable", exc_info=True)
+    except Exception as error:
+        logger.warning("metrics/json: Redis unavailable: %s", error)
         return {}, 0.0
 
     def averages(name: str) -> dict[str, tuple[int, float]]:
