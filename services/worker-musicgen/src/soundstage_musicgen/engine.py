@@ -325,7 +325,8 @@ def _rescaled_guidance(scale: float) -> Any:
         c' = u + (scale / 2) * (c - u), so the result is u + scale * (c - u)."""
 
         def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-            cond, uncond = scores.split(scores.shape[0] // 2, dim=0)
+            half = scores.shape[0] // 2
+            cond, uncond = scores[:half], scores[half:]
             rescaled = uncond + (scale / _NATIVE_GUIDANCE) * (cond - uncond)
             return torch.cat([rescaled, uncond], dim=0)  # type: ignore[return-value]
 
