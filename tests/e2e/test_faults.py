@@ -43,7 +43,8 @@ def stored_objects(s3: S3Server, stack: Stack, job_id: str) -> list[str]:
 def test_sigkill_of_pool_process_redelivers_the_job(make_stack: StackFactory, s3_server: S3Server) -> None:
     stack = make_stack()
     stack.start_api()
-    worker = stack.start_worker()
+    # One job per process, so a killed pool process is replaced and its job requeued at once.
+    worker = stack.start_worker("--pool", "prefork")
     stack.wait_for_workers(1)
     with stack.client() as client:
         job_id = client.post("/generate", json=LONG_JOB).json()["job_id"]

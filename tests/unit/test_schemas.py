@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from soundstage.schemas import TERMINAL_STATUSES, AudioFormat, GenerateJobParams, GenerateRequest, JobStatus
+from soundstage.schemas import (
+    TERMINAL_STATUSES,
+    AudioFormat,
+    ContinueRequest,
+    GenerateJobParams,
+    GenerateRequest,
+    JobStatus,
+)
 from soundstage.schemas.generate import SEED_MAX
 
 
@@ -200,8 +207,10 @@ def test_job_params_resolve_the_seed_and_fold_the_mood() -> None:
     assert params.full_prompt == "acoustic guitar, nostalgic"
     assert params.prompt == "acoustic guitar"
     assert params.mood == "nostalgic"
-    # Every other request field is carried over unchanged.
-    assert params.model_dump(exclude={"seed", "full_prompt"}) == request.model_dump(exclude={"seed"})
+    # Every other request field is carried over unchanged; a text-only job has no prompt audio.
+    job_only = {"seed", "full_prompt", "audio_prompt", "include_prompt"}
+    assert params.model_dump(exclude=job_only) == request.model_dump(exclude={"seed"})
+    assert params.audio_prompt is None and params.include_prompt is True
 
 
 def test_job_params_keep_an_explicit_seed_given_to_them() -> None:
@@ -219,6 +228,68 @@ def test_job_params_without_full_prompt_are_refused() -> None:
     with pytest.raises(ValidationError) as info:
         GenerateJobParams.model_validate({"prompt": "x", "seed": 1})
     assert _error_fields(info) == {"full_prompt"}
+
+
+# ------------------------------------------------- takes, rate and loudness
+
+
+def test_output_options_default_to_one_native_unnormalised_take() -> None:
+    request = _request()
+    assert request.num_outputs == 1
+    assert request.sample_rate is None
+    assert request.normalize is False
+    assert request.loudness_target == -14.0
+
+
+@pytest.mark.parametrize(
+    ("field", "good", "bad"),
+    [
+        ("num_outputs", [1, 4], [0, 5, 2.5, "two"]),
+        ("sample_rate", [8000, 16000, 44100, 48000, None], [7999, 48001, "x", 0]),
+        ("loudness_target", [-40, -23.5, -5], [-40.1, -4.9, "loud"]),
+        ("normalize", [True, False], ["maybe", 2]),
+    ],
+)
+def test_output_option_limits(field: str, good: list[Any], bad: list[Any]) -> None:
+    for value in good:
+        assert getattr(_request(**{field: value}), field) == value
+    for value in bad:
+        with pytest.raises(ValidationError) as info:
+            _request(**{field: value})
+        assert _error_fields(info) == {field}, value
+
+
+@pytest.mark.parametrize("field", ["audio_prompt", "include_prompt", "full_prompt"])
+def test_generate_requests_cannot_set_job_only_fields(field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        _request(**{field: "x.wav" if field != "include_prompt" else False})
+    assert _error_fields(info) == {field}
+
+
+def test_continue_requests_add_include_prompt_only() -> None:
+    assert ContinueRequest.model_validate({"prompt": "x"}).include_prompt is True
+    assert ContinueRequest.model_validate({"prompt": "x", "include_prompt": False}).include_prompt is False
+    with pytest.raises(ValidationError) as info:
+        ContinueRequest.model_validate({"prompt": "x", "audio_prompt": "y.wav"})
+    assert _error_fields(info) == {"audio_prompt"}
+    description = ContinueRequest.model_fields["duration"].description or ""
+    assert "NEW audio" in description
+
+
+def test_job_params_from_a_continuation_carry_the_prompt_audio() -> None:
+    request = ContinueRequest.model_validate(
+        {"prompt": "jazz", "include_prompt": False, "num_outputs": 3, "sample_rate": 44100, "normalize": True}
+    )
+    params = GenerateJobParams.from_request(request, seed=5, audio_prompt="abc_prompt.m4a")
+    assert params.audio_prompt == "abc_prompt.m4a" and params.include_prompt is False
+    assert (params.num_outputs, params.sample_rate, params.normalize) == (3, 44100, True)
+    assert GenerateJobParams.model_validate_json(params.model_dump_json()) == params
+
+
+def test_job_params_stored_before_these_fields_existed_still_validate() -> None:
+    old_row = {"prompt": "x", "duration": 10.0, "seed": 3, "full_prompt": "x", "format": "wav"}
+    params = GenerateJobParams.model_validate(old_row)
+    assert params.num_outputs == 1 and params.audio_prompt is None and params.include_prompt is True
 
 
 # ------------------------------------------------------------------- job status

@@ -133,6 +133,26 @@ def test_served_models_follow_musicgen_model(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.served_models(Queue.DEMUCS) == []
 
 
+def test_musicgen_models_are_split_on_commas_and_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MUSICGEN_MODEL", "random:tiny")
+    monkeypatch.setenv("MUSICGEN_MODELS", " facebook/musicgen-melody,, random:tiny ,facebook/musicgen-melody")
+    settings = Settings()
+    assert settings.musicgen_models == ["facebook/musicgen-melody", "random:tiny"]
+    assert settings.served_models(Queue.MUSICGEN) == ["facebook/musicgen-melody", "random:tiny"]
+
+
+def test_blank_musicgen_models_fall_back_to_musicgen_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MUSICGEN_MODEL", "random:tiny")
+    monkeypatch.setenv("MUSICGEN_MODELS", " , ")
+    assert Settings().served_models(Queue.MUSICGEN) == ["random:tiny"]
+
+
+def test_max_upload_defaults_to_50_mib(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().max_upload_bytes == 50 * 1024 * 1024
+    monkeypatch.setenv("MAX_UPLOAD_MB", "0.5")
+    assert Settings().max_upload_bytes == 512 * 1024
+
+
 def test_require_redis_url_raises_without_redis_url() -> None:
     with pytest.raises(RuntimeError, match="REDIS_URL"):
         Settings().require_redis_url()
@@ -179,6 +199,8 @@ def test_numbers_and_choices_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None
         ("JOB_TIMEOUT_SECONDS", "9"),
         ("BROKER_VISIBILITY_TIMEOUT", "0"),
         ("MAX_JOB_ATTEMPTS", "0"),
+        ("MAX_UPLOAD_MB", "0"),
+        ("MAX_UPLOAD_MB", "lots"),
     ],
 )
 def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

@@ -25,6 +25,10 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
     HTTP_ERROR = "http_error"
+    AUDIO_UNDECODABLE = "audio_undecodable"
+    AUDIO_EMPTY = "audio_empty"
+    AUDIO_TOO_LONG = "audio_too_long"
+    UPLOAD_TOO_LARGE = "upload_too_large"
     # Dependencies down (503)
     DATABASE_UNAVAILABLE = "database_unavailable"
     BROKER_UNAVAILABLE = "broker_unavailable"

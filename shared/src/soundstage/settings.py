@@ -56,13 +56,41 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated API keys; combined with API_KEY."
     )
     max_duration: float = Field(
-        default=300.0, gt=1, le=3600, description="Longest `duration` a client may ask for, in seconds."
+        default=300.0,
+        gt=1,
+        le=3600,
+        description="Longest `duration` a client may ask for, in seconds; also the longest prompt audio "
+        "`/generate/continue` accepts.",
+    )
+    max_upload_mb: float = Field(
+        default=50.0,
+        gt=0,
+        le=2048,
+        description="Largest audio upload accepted, in MiB (1 MiB = 1,048,576 bytes); larger uploads get 413 "
+        "`upload_too_large`, checked while the upload streams in.",
     )
 
     # --- workers -------------------------------------------------------------------
     musicgen_model: str = Field(
         default="facebook/musicgen-small",
         description="Model the MusicGen pool serves: a Hugging Face id, a local folder, or `random:tiny`.",
+    )
+    musicgen_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated models the MusicGen pool serves (requests pick one with `model`; the "
+        "first is the default). Empty: MUSICGEN_MODEL alone.",
+    )
+    musicgen_engine: Literal["batched", "plain"] = Field(
+        default="batched",
+        description="`batched` decodes concurrent jobs of a model together (per-job sampling streams); "
+        "`plain` runs transformers' generate one job at a time (the reference path).",
+    )
+    musicgen_max_batch: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Most sequences (jobs x takes) one MusicGen worker decodes at once; also the number "
+        "of jobs it takes from the queue at a time.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Torch device for workers.")
     job_timeout_seconds: int = Field(
@@ -82,12 +110,17 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: Literal["text", "json"] = Field(default="text", description="`json` in production.")
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "musicgen_models", mode="before")
     @classmethod
-    def _split_keys(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("musicgen_models")
+    @classmethod
+    def _unique_models(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
 
     # --- derived values (one place computes them) ----------------------------------
     @property
@@ -117,10 +150,14 @@ class Settings(BaseSettings):
     def auth_enabled(self) -> bool:
         return bool(self.accepted_api_keys)
 
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
     def served_models(self, queue: Queue) -> list[str]:
-        """Model names a pool serves; the API validates a request's `model` against these."""
+        """Model names a pool serves, the default first; the API validates a request's `model` against these."""
         if queue is Queue.MUSICGEN:
-            return [self.musicgen_model]
+            return list(self.musicgen_models) or [self.musicgen_model]
         return []
 
     def require_redis_url(self) -> str:

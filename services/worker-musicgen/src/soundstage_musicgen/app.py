@@ -14,7 +14,6 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 
-from soundstage.errors import ModelUnavailableError
 from soundstage.logs import configure_logging
 from soundstage.queue import Queue, create_celery_app
 from soundstage.settings import Settings
@@ -33,12 +32,7 @@ def create_app(settings: Settings, *, in_process_pool: bool = False) -> Celery:
     def warm_up(**_: Any) -> None:
         runtime = get_runtime(settings)
         runtime.start_heartbeat()
-        try:
-            runtime.ensure_loaded()
-            logger.info("model %s loaded on %s", settings.musicgen_model, runtime.engine.info.device)
-        except ModelUnavailableError as error:
-            # Keep consuming: each job fails fast with model_unavailable and says how to fix it.
-            logger.error("model unavailable: %s", error.message)
+        runtime.load_all()
         if runtime.heartbeat:
             runtime.heartbeat.beat()
 
@@ -56,26 +50,35 @@ def create_app(settings: Settings, *, in_process_pool: bool = False) -> Celery:
     return app
 
 
-def _uses_in_process_pool(args: list[str]) -> bool:
+def _pool(args: list[str]) -> str | None:
+    """The pool named on the command line, if any."""
     for index, arg in enumerate(args):
         if arg.startswith("--pool="):
-            return arg.split("=", 1)[1] in ("solo", "threads")
+            return arg.split("=", 1)[1]
         if arg in ("--pool", "-P") and index + 1 < len(args):
-            return args[index + 1] in ("solo", "threads")
-    return False
+            return args[index + 1]
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     args = list(sys.argv[1:] if argv is None else argv)
-    app = create_app(settings, in_process_pool=_uses_in_process_pool(args))
+    # Default: the threads pool, one thread per job the model decodes at once, so that jobs
+    # waiting at the same time share the model's batches. `--pool=prefork --concurrency=1`
+    # (one job at a time, crash isolation per process) and `--pool=solo` also work.
+    batched = settings.musicgen_engine == "batched"
+    pool = _pool(args) or ("threads" if batched else "prefork")
+    concurrency = str(settings.musicgen_max_batch if pool == "threads" else 1)
+    app = create_app(settings, in_process_pool=pool in ("solo", "threads"))
     defaults = [
         "worker",
         "--queues",
         Queue.MUSICGEN.value,
+        "--pool",
+        pool,
         "--concurrency",
-        "1",
+        concurrency,
         "--loglevel",
         settings.log_level,
         "--without-gossip",

@@ -1,30 +1,36 @@
-"""Run one text-to-music job: parameters in, a stored audio file and result envelope out."""
+"""Run one text-to-music job: parameters in, stored audio files and a result envelope out."""
 
 from __future__ import annotations
 
 import time
 
-from soundstage.audio import encode_audio
+import numpy as np
+
+from soundstage.audio import decode_audio, encode_audio, normalize_loudness, resample
 from soundstage.db import Job, NewFile
-from soundstage.errors import AppError, ErrorCode
 from soundstage.jobrunner import JobOutput, ProgressReporter
 from soundstage.schemas import GenerateJobParams
 from soundstage.storage import ObjectStore
-from soundstage_musicgen.engine import GenerationParams, MusicgenEngine
+from soundstage_musicgen.engine import GeneratedAudio, GenerationParams, MusicgenEngine, PromptAudio
 
 RANDOM_WEIGHTS_WARNING = (
     "Generated with random weights ({model}): for tests and benchmarks only; the audio is noise, not music."
 )
 
 
-def output_name(job_id: str, extension: str) -> str:
-    """Deterministic, so a redelivered job overwrites its own file instead of adding a second one."""
-    return f"{job_id}_generated.{extension}"
+def output_name(job_id: str, extension: str, take: int, takes: int) -> str:
+    """Deterministic, so a redelivered job overwrites its own files instead of adding more.
+    One take is `{job_id}_generated.wav` (musicgen-api's name); several are numbered from 1."""
+    suffix = "" if takes == 1 else f"_{take + 1}"
+    return f"{job_id}_generated{suffix}.{extension}"
 
 
-def generation_params(job: Job) -> tuple[GenerateJobParams, GenerationParams]:
-    request = GenerateJobParams.model_validate(job.params)
-    return request, GenerationParams(
+def generation_params(request: GenerateJobParams, store: ObjectStore) -> GenerationParams:
+    prompt_audio = None
+    if request.audio_prompt:
+        decoded = decode_audio(store.read_bytes(request.audio_prompt))
+        prompt_audio = PromptAudio(samples=decoded.samples, sample_rate=decoded.sample_rate)
+    return GenerationParams(
         prompt=request.full_prompt,
         duration_s=request.duration,
         temperature=request.temperature,
@@ -32,28 +38,29 @@ def generation_params(job: Job) -> tuple[GenerateJobParams, GenerationParams]:
         top_p=request.top_p,
         guidance_scale=request.guidance_scale,
         seed=request.seed,
+        num_outputs=request.num_outputs,
+        prompt_audio=prompt_audio,
+        include_prompt=request.include_prompt,
     )
 
 
 def run_generate(job: Job, engine: MusicgenEngine, store: ObjectStore, report: ProgressReporter) -> JobOutput:
-    if job.model != engine.model_ref:
-        raise AppError(
-            ErrorCode.UNKNOWN_MODEL, f"This worker serves {engine.model_ref!r}, not {job.model!r}.", status_code=422
-        )
-    request, params = generation_params(job)
-    report(0.0, "generating", force=True)
+    request = GenerateJobParams.model_validate(job.params)
+    report(0.0, "preparing", force=True)
+    params = generation_params(request, store)
 
-    def on_step(step: int, total: int) -> None:
-        # Decoding is ~all the work; the last percent covers encoding and upload.
-        report(99.0 * step / total, f"decoding step {step}/{total}", force=step == total)
+    def on_progress(step: int, total: int, detail: str) -> None:
+        # Decoding is ~all the work; the last percent covers the codec, encoding and upload.
+        report(99.0 * step / total, detail, force=step == total)
 
     started = time.monotonic()
-    audio = engine.generate(params, on_step)
+    takes = engine.generate(params, on_progress)
     compute_seconds = time.monotonic() - started
     report(99.0, "encoding", force=True)
-    encoded = encode_audio(audio.samples, audio.sample_rate, request.format)
-    name = output_name(job.id, encoded.extension)
-    stored = store.put_bytes(name, encoded.data, encoded.content_type)
+    files = [
+        _store_take(job.id, take, index=index, takes=len(takes), request=request, store=store)
+        for index, take in enumerate(takes)
+    ]
     info = engine.info
     result = {
         "seed": params.seed,
@@ -62,7 +69,17 @@ def run_generate(job: Job, engine: MusicgenEngine, store: ObjectStore, report: P
         "device": info.device,
         "compute_seconds": round(compute_seconds, 3),
     }
-    new_file = NewFile(
+    return JobOutput(files=files, result=result, audio_seconds=sum(f.duration_s or 0.0 for f in files))
+
+
+def _store_take(
+    job_id: str, take: GeneratedAudio, *, index: int, takes: int, request: GenerateJobParams, store: ObjectStore
+) -> NewFile:
+    samples, rate = postprocess(take, request)
+    encoded = encode_audio(samples, rate, request.format)
+    name = output_name(job_id, encoded.extension, index, takes)
+    stored = store.put_bytes(name, encoded.data, encoded.content_type)
+    return NewFile(
         name=name,
         content_type=encoded.content_type,
         size_bytes=stored.size,
@@ -70,4 +87,13 @@ def run_generate(job: Job, engine: MusicgenEngine, store: ObjectStore, report: P
         sample_rate=encoded.sample_rate,
         channels=encoded.channels,
     )
-    return JobOutput(files=[new_file], result=result, audio_seconds=encoded.duration_s)
+
+
+def postprocess(take: GeneratedAudio, request: GenerateJobParams) -> tuple[np.ndarray, int]:
+    """Resample (soxr) to the requested rate, then normalise loudness if asked."""
+    samples, rate = take.samples, take.sample_rate
+    if request.sample_rate and request.sample_rate != rate:
+        samples, rate = resample(samples, rate, request.sample_rate), request.sample_rate
+    if request.normalize:
+        samples = normalize_loudness(samples, rate, request.loudness_target)
+    return samples, rate

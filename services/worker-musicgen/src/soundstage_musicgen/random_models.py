@@ -70,34 +70,45 @@ _ENCODEC_32KHZ: dict[str, Any] = {
     "normalize": False,
 }
 
+_TINY_TEXT: dict[str, Any] = {
+    "d_model": 32,
+    "d_kv": 8,
+    "d_ff": 64,
+    "num_layers": 2,
+    "num_heads": 4,
+    "relative_attention_num_buckets": 8,
+}
+# Same hop (640) and rate as the real codec; codebook 64 = 6 bits, so 1.2 kbps -> 4 codebooks.
+_TINY_CODEC: dict[str, Any] = {
+    **_ENCODEC_32KHZ,
+    "codebook_size": 64,
+    "target_bandwidths": [1.2],
+    "num_filters": 4,
+    "hidden_size": 16,
+    "num_lstm_layers": 1,
+}
+_TINY_DECODER: dict[str, Any] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "ffn_dim": 64,
+    "num_codebooks": 4,
+    "max_position_embeddings": 2048,
+}
+
 SPECS: dict[str, RandomModelSpec] = {
     "tiny": RandomModelSpec(
         description="tiny random MusicGen for tests: 2-layer decoder, 64-entry codebooks",
-        text_encoder={
-            "d_model": 32,
-            "d_kv": 8,
-            "d_ff": 64,
-            "num_layers": 2,
-            "num_heads": 4,
-            "relative_attention_num_buckets": 8,
-        },
-        # Same hop (640) and rate as the real codec; codebook 64 = 6 bits, so 1.2 kbps -> 4 codebooks.
-        audio_encoder={
-            **_ENCODEC_32KHZ,
-            "codebook_size": 64,
-            "target_bandwidths": [1.2],
-            "num_filters": 4,
-            "hidden_size": 16,
-            "num_lstm_layers": 1,
-        },
-        decoder={
-            "hidden_size": 32,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "ffn_dim": 64,
-            "num_codebooks": 4,
-            "max_position_embeddings": 2048,
-        },
+        text_encoder=_TINY_TEXT,
+        audio_encoder=_TINY_CODEC,
+        decoder=_TINY_DECODER,
+        generation=_GENERATION_DEFAULTS,
+    ),
+    "tiny-stereo": RandomModelSpec(
+        description="tiny random stereo MusicGen for tests: 8 codebooks, left/right interleaved",
+        text_encoder=_TINY_TEXT,
+        audio_encoder=_TINY_CODEC,
+        decoder={**_TINY_DECODER, "num_codebooks": 8, "audio_channels": 2},
         generation=_GENERATION_DEFAULTS,
     ),
     "small": RandomModelSpec(

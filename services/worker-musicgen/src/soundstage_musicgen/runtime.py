@@ -6,12 +6,12 @@ import logging
 import os
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis import Redis
 
 from soundstage.db import JobRepository, create_db_engine, create_session_factory, utcnow
-from soundstage.errors import ModelUnavailableError
+from soundstage.errors import AppError, ErrorCode, ModelUnavailableError
 from soundstage.jobrunner import JobRunner
 from soundstage.queue import Queue
 from soundstage.schemas import WorkerInfo
@@ -26,14 +26,14 @@ logger = logging.getLogger(__name__)
 @dataclass
 class WorkerRuntime:
     settings: Settings
-    engine: MusicgenEngine
+    engines: dict[str, MusicgenEngine]  # one per served model, in MUSICGEN_MODELS order
     repo: JobRepository
     store: ObjectStore
     redis: Redis[bytes]
     runner: JobRunner
     hostname: str
     heartbeat: Heartbeat | None = None
-    load_error: str | None = None
+    load_errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerRuntime:
@@ -46,36 +46,66 @@ class WorkerRuntime:
         runner = JobRunner(
             repo=repo, store=store, redis=redis, worker_name=hostname, max_attempts=settings.max_job_attempts
         )
-        engine = MusicgenEngine(settings.musicgen_model, settings.resolved_model_cache_dir, settings.device)
+        engines = {
+            ref: MusicgenEngine(
+                ref,
+                settings.resolved_model_cache_dir,
+                settings.device,
+                mode=settings.musicgen_engine,
+                max_batch=settings.musicgen_max_batch,
+            )
+            for ref in settings.served_models(Queue.MUSICGEN)
+        }
         return cls(
-            settings=settings, engine=engine, repo=repo, store=store, redis=redis, runner=runner, hostname=hostname
+            settings=settings, engines=engines, repo=repo, store=store, redis=redis, runner=runner, hostname=hostname
         )
 
-    def ensure_loaded(self) -> MusicgenEngine:
-        """Load the model if it is not loaded yet; a failure fails the job, not the worker."""
+    def engine_for(self, model: str | None) -> MusicgenEngine:
+        """The loaded engine serving ``model``; a failure to load fails the job, not the worker."""
+        engine = self.engines.get(model or "")
+        if engine is None:
+            raise AppError(
+                ErrorCode.UNKNOWN_MODEL,
+                f"This worker serves {', '.join(self.engines)}, not {model!r}.",
+                status_code=422,
+            )
+        self._load(engine)
+        return engine
+
+    def load_all(self) -> None:
+        for engine in self.engines.values():
+            try:
+                self._load(engine)
+                logger.info("model %s loaded on %s", engine.model_ref, engine.info.device)
+            except ModelUnavailableError as error:
+                # Keep consuming: its jobs fail fast with model_unavailable and say how to fix it.
+                logger.error("model %s unavailable: %s", engine.model_ref, error.message)
+
+    def _load(self, engine: MusicgenEngine) -> None:
         try:
-            self.engine.load()
+            engine.load()
         except ModelUnavailableError as error:
-            self.load_error = error.message
+            self.load_errors[engine.model_ref] = error.message
             raise
-        self.load_error = None
-        return self.engine
+        self.load_errors.pop(engine.model_ref, None)
 
     def start_heartbeat(self) -> None:
         self.heartbeat = Heartbeat(self.redis, self.describe)
         self.heartbeat.start()
 
     def describe(self) -> WorkerInfo:
-        info = self.engine.info if self.engine.loaded else None
+        loaded = [engine for engine in self.engines.values() if engine.loaded]
+        info = loaded[0].info if loaded else None
         return WorkerInfo(
             hostname=self.hostname,
             queue=Queue.MUSICGEN.value,
-            model=self.settings.musicgen_model,
+            model=next(iter(self.engines)),
+            models_loaded=[engine.model_ref for engine in loaded],
             device=info.device if info else "unknown",
             gpu_available=info.gpu_available if info else False,
-            random_weights=info.random_weights if info else self.settings.musicgen_model.startswith("random:"),
-            model_loaded=info is not None,
-            load_error=self.load_error,
+            random_weights=any(engine.info.random_weights for engine in loaded),
+            model_loaded=len(loaded) == len(self.engines),
+            load_error="; ".join(f"{ref}: {message}" for ref, message in self.load_errors.items()) or None,
             seen_at=utcnow(),
         )
 

@@ -43,5 +43,5 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         runtime = get_runtime(settings)
         with job_context(job_id):
             runtime.runner.run(
-                job_id, lambda job, report: run_generate(job, runtime.ensure_loaded(), runtime.store, report)
+                job_id, lambda job, report: run_generate(job, runtime.engine_for(job.model), runtime.store, report)
             )

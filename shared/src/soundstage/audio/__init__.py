@@ -1,5 +1,20 @@
 """Pure audio helpers on float32 arrays of shape (channels, samples) with an explicit sample rate."""
 
+from soundstage.audio.decode import DEFAULT_MAX_SECONDS, DecodedAudio, decode_audio
 from soundstage.audio.encode import EncodedAudio, encode_audio
+from soundstage.audio.loudness import PEAK_CEILING_DBFS, measure_loudness, normalize_loudness, true_peak
+from soundstage.audio.resample import resample, to_channels
 
-__all__ = ["EncodedAudio", "encode_audio"]
+__all__ = [
+    "DEFAULT_MAX_SECONDS",
+    "PEAK_CEILING_DBFS",
+    "DecodedAudio",
+    "EncodedAudio",
+    "decode_audio",
+    "encode_audio",
+    "measure_loudness",
+    "normalize_loudness",
+    "resample",
+    "to_channels",
+    "true_peak",
+]

@@ -1,7 +1,7 @@
 """Database models, engine/session factory and the job repository."""
 
 from soundstage.db.models import Base, Job, JobFile, utcnow
-from soundstage.db.repository import Claim, ClaimOutcome, JobRepository, NewFile
+from soundstage.db.repository import Claim, ClaimOutcome, JobRepository, NewFile, new_job_id
 from soundstage.db.session import create_db_engine, create_session_factory
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "NewFile",
     "create_db_engine",
     "create_session_factory",
+    "new_job_id",
     "utcnow",
 ]

@@ -47,14 +47,23 @@ class Claim:
     job: Job | None = None
 
 
+def new_job_id() -> str:
+    """A fresh job id (32 hex characters): safe in object names and URLs."""
+    return uuid.uuid4().hex
+
+
 class JobRepository:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
     # ------------------------------------------------------------------ API side
-    def create(self, *, kind: str, queue: str, model: str | None, params: dict[str, Any]) -> Job:
+    def create(
+        self, *, kind: str, queue: str, model: str | None, params: dict[str, Any], job_id: str | None = None
+    ) -> Job:
+        """Insert a queued job. ``job_id`` (from :func:`new_job_id`) lets a caller name objects
+        after the job before the row exists; by default a new id is made."""
         job = Job(
-            id=uuid.uuid4().hex,
+            id=job_id or new_job_id(),
             kind=kind,
             queue=queue,
             status=JobStatus.QUEUED.value,

@@ -1,7 +1,7 @@
 """Every request, response and task payload, defined once."""
 
 from soundstage.schemas.common import TERMINAL_STATUSES, AudioFormat, JobKind, JobStatus
-from soundstage.schemas.generate import GenerateJobParams, GenerateRequest
+from soundstage.schemas.generate import ContinueRequest, GenerateJobParams, GenerateRequest
 from soundstage.schemas.jobs import JobCreated, JobList, JobResult, JobView, OutputFile
 from soundstage.schemas.system import (
     ErrorBody,
@@ -20,6 +20,7 @@ from soundstage.schemas.tasks import JobTaskPayload
 __all__ = [
     "TERMINAL_STATUSES",
     "AudioFormat",
+    "ContinueRequest",
     "ErrorBody",
     "ErrorDetail",
     "GenerateJobParams",

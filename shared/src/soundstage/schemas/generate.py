@@ -1,4 +1,5 @@
-"""`POST /generate`: text-to-music requests (musicgen-api, S.Rocks and hosted-API field names)."""
+"""`POST /generate` and `POST /generate/continue`: text-to-music requests (musicgen-api,
+S.Rocks and hosted-API field names) and what a `generate` job row stores."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from soundstage.schemas.common import AudioFormat
 
 Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 SEED_MAX = 2**31 - 1
+MAX_OUTPUTS = 4
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 48000
 
 
 class GenerateRequest(BaseModel):
@@ -33,7 +37,8 @@ class GenerateRequest(BaseModel):
         default=10.0,
         ge=1.0,
         description="Length of the result in seconds. Default 10, minimum 1, maximum the server's "
-        "MAX_DURATION (default 300). The file is exactly this long.",
+        "MAX_DURATION (default 300). The file is exactly this long. For `/generate/continue`, the length "
+        "of the new audio generated after the prompt audio.",
     )
     mood: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = Field(
         default=None,
@@ -42,8 +47,9 @@ class GenerateRequest(BaseModel):
     )
     model: str | None = Field(
         default=None,
-        description="Model to use; one the MusicGen pool serves (MUSICGEN_MODEL). Default: that model. "
-        "`facebook/musicgen-small` may be written `musicgen-small`.",
+        description="Model to use: one of the models the MusicGen pool serves (MUSICGEN_MODELS, else "
+        "MUSICGEN_MODEL). Default: the first of them. `facebook/musicgen-small` may be written "
+        "`musicgen-small`; an unserved model is a 422 `unknown_model` listing the choices.",
     )
     temperature: float = Field(
         default=1.0, ge=0.0, le=2.0, description="Sampling temperature, 0-2. Default 1.0; 0 means greedy decoding."
@@ -64,6 +70,33 @@ class GenerateRequest(BaseModel):
         default=AudioFormat.WAV,
         description="Output format: `wav` (16-bit PCM, default), `flac`, `mp3` or `ogg` (Vorbis).",
     )
+    num_outputs: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_OUTPUTS,
+        description=f"Takes of the same request, 1-{MAX_OUTPUTS}. Default 1. Each take is its own file "
+        "(`result_urls` in take order); takes differ from one another and the same seed gives the same takes.",
+    )
+    sample_rate: int | None = Field(
+        default=None,
+        ge=MIN_SAMPLE_RATE,
+        le=MAX_SAMPLE_RATE,
+        description=f"Sample rate of the output files in Hz, {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE}. Default null: "
+        "the model's native rate (32000 for MusicGen). Other rates are resampled with soxr (high quality).",
+    )
+    normalize: bool = Field(
+        default=False,
+        description="Normalise each output's integrated loudness (ITU-R BS.1770) to `loudness_target`. "
+        "Default false. The true peak is kept at or below -1 dBFS, so a loud target on very dynamic audio "
+        "may come out quieter than asked.",
+    )
+    loudness_target: float = Field(
+        default=-14.0,
+        ge=-40.0,
+        le=-5.0,
+        description="Target integrated loudness in LUFS when `normalize` is true, -40 to -5. Default -14 "
+        "(what streaming services play at).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -77,12 +110,46 @@ class GenerateRequest(BaseModel):
         return f"{self.prompt}, {self.mood}" if self.mood else self.prompt
 
 
-class GenerateJobParams(GenerateRequest):
-    """What a `generate` job row stores: the validated request with the seed resolved
-    (never -1, so a redelivered job makes the same audio) and the prompt the model sees."""
+class ContinueRequest(GenerateRequest):
+    """A continuation request (`POST /generate/continue`): the fields of `POST /generate`
+    plus `include_prompt`. The prompt audio itself is the upload, not a field."""
+
+    duration: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="Seconds of NEW audio to generate after the prompt audio. Default 10, minimum 1, "
+        "maximum the server's MAX_DURATION (default 300). With `include_prompt` the file is the prompt's "
+        "length plus this; without, exactly this.",
+    )
+    include_prompt: bool = Field(
+        default=True,
+        description="Whether each output file starts with the prompt audio (then continues it) or holds "
+        "only the new audio. Default true.",
+    )
+
+
+class GenerateJobParams(ContinueRequest):
+    """What a `generate` job row stores, for `/generate` and `/generate/continue` alike: the
+    validated request with the seed resolved (never -1, so a redelivered job makes the same
+    audio), the prompt the model sees, and the stored prompt audio of a continuation.
+
+    `audio_prompt` and `include_prompt` are not fields of `POST /generate` (its body is a
+    :class:`GenerateRequest`, which forbids unknown fields); only the continuation route sets them.
+    """
 
     full_prompt: str = Field(description="Prompt with the mood folded in.")
+    audio_prompt: str | None = Field(
+        default=None,
+        description="Object name in storage of the uploaded prompt audio (`{job_id}_prompt.<ext>`, the "
+        "original bytes); null for text-only jobs. The worker continues it.",
+    )
 
     @classmethod
-    def from_request(cls, request: GenerateRequest, seed: int) -> GenerateJobParams:
-        return cls(**request.model_dump(exclude={"seed"}), seed=seed, full_prompt=request.folded_prompt())
+    def from_request(cls, request: GenerateRequest, seed: int, *, audio_prompt: str | None = None) -> GenerateJobParams:
+        """Job parameters from either request model; a plain `GenerateRequest` keeps `include_prompt`'s default."""
+        return cls(
+            **request.model_dump(exclude={"seed"}),
+            seed=seed,
+            full_prompt=request.folded_prompt(),
+            audio_prompt=audio_prompt,
+        )

@@ -13,11 +13,12 @@ class WorkerInfo(BaseModel):
 
     hostname: str = Field(description="Worker host and process id.")
     queue: str = Field(description="Queue it consumes.")
-    model: str = Field(description="Model it serves.")
+    model: str = Field(description="Default model it serves (the first of MUSICGEN_MODELS).")
     device: str = Field(description="`cpu` or `cuda`.")
     gpu_available: bool = Field(description="Whether the worker sees a CUDA GPU.")
     random_weights: bool = Field(description="True for `random:` test models.")
-    model_loaded: bool = Field(description="Whether the model is loaded.")
+    models_loaded: list[str] = Field(default_factory=list, description="Models this worker has loaded.")
+    model_loaded: bool = Field(description="Whether every model the worker serves is loaded.")
     load_error: str | None = Field(default=None, description="Why the model failed to load, if it did.")
     seen_at: datetime = Field(description="Last heartbeat (UTC).")
 

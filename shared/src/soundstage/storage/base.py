@@ -32,6 +32,9 @@ _CONTENT_TYPES: dict[str, str] = {
     "mp3": "audio/mpeg",
     "ogg": "audio/ogg",
     "m4a": "audio/mp4",
+    "aac": "audio/aac",
+    "webm": "audio/webm",
+    "aiff": "audio/aiff",
     "json": "application/json",
 }
 DEFAULT_CONTENT_TYPE = "application/octet-stream"

@@ -37,7 +37,7 @@ def health(state: State) -> Health:
         version=__version__,
         device="cuda" if "cuda" in devices else ("cpu" if devices else "none"),
         gpu_available=gpu,
-        models_loaded=sorted({w.model for w in workers if w.model_loaded}),
+        models_loaded=sorted({model for w in workers for model in w.models_loaded}),
         queues=[
             QueueInfo(
                 name=q.value,

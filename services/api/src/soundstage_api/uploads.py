@@ -1,0 +1,219 @@
+"""Read a `multipart/form-data` request with one file part, streaming the file to a temporary
+file and enforcing the size cap as the bytes arrive.
+
+Starlette's own form parser spools a whole upload before the route runs, so a 5 GB upload
+would be on disk before anyone could refuse it. Here the cap is checked on every chunk
+(and on `Content-Length` first, when the client sends one), the file part goes to disk in
+1 MiB writes made in a worker thread, and the text parts are held in memory with their
+own small caps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from fastapi import Request
+from python_multipart import MultipartParser
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import parse_options_header
+from starlette.concurrency import run_in_threadpool
+
+from soundstage.errors import AppError, ErrorCode
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
+
+WRITE_CHUNK_BYTES = 1024 * 1024
+MAX_FIELD_BYTES = 64 * 1024
+MAX_PARTS = 64
+FORM_OVERHEAD_BYTES = 1024 * 1024
+"""Bytes allowed on top of the file cap for the text parts and the multipart framing."""
+
+
+@dataclass
+class ReceivedForm:
+    """The parts of a multipart request: text fields by name, and the file part on disk."""
+
+    fields: dict[str, str]
+    file_path: Path
+    file_received: bool
+    file_size: int
+    filename: str | None
+
+
+def form_error(message: str, loc: list[str] | None = None, kind: str = "value_error") -> AppError:
+    """A 422 `validation_error` shaped like the ones FastAPI's own validation produces."""
+    return AppError(
+        ErrorCode.VALIDATION_ERROR,
+        f"Invalid request: {message}",
+        status_code=422,
+        details=[{"loc": loc or ["body"], "msg": message, "type": kind}],
+    )
+
+
+def too_large(max_bytes: int) -> AppError:
+    mib = max_bytes / (1024 * 1024)
+    return AppError(
+        ErrorCode.UPLOAD_TOO_LARGE,
+        f"The upload is larger than {mib:g} MiB (MAX_UPLOAD_MB).",
+        status_code=413,
+        details={"max_bytes": max_bytes},
+    )
+
+
+@dataclass
+class _Part:
+    name: str = ""
+    filename: str | None = None
+    is_file: bool = False
+    data: bytearray = field(default_factory=bytearray)
+    disposition: bytes = b""
+    header_name: bytes = b""
+    header_value: bytes = b""
+
+
+class _FormReader:
+    """python-multipart callbacks; file bytes are queued in `pending` for the async loop to write."""
+
+    def __init__(self, file_field: str, max_file_bytes: int) -> None:
+        self.file_field = file_field
+        self.max_file_bytes = max_file_bytes
+        self.fields: dict[str, str] = {}
+        self.file_received = False
+        self.file_size = 0
+        self.filename: str | None = None
+        self.pending = bytearray()
+        self.parts = 0
+        self.ended = False
+        self.part = _Part()
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+            "on_end": self.on_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise form_error(f"too many parts (at most {MAX_PARTS}).")
+        self.part = _Part()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.part.header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.part.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self.part.header_name.strip().lower() == b"content-disposition":
+            self.part.disposition = self.part.header_value
+        self.part.header_name = self.part.header_value = b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.part.disposition)
+        if b"name" not in options:
+            raise form_error("a multipart part has no name (Content-Disposition: form-data; name=...).")
+        name = options[b"name"].decode("utf-8", errors="replace")
+        if name in self.fields or (name == self.file_field and self.file_received):
+            raise form_error(f"the part `{name}` is given more than once.", ["body", name])
+        self.part.name = name
+        self.part.is_file = name == self.file_field
+        if self.part.is_file:
+            self.file_received = True
+            raw = options.get(b"filename")
+            self.filename = raw.decode("utf-8", errors="replace") if raw is not None else None
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        size = end - start
+        if self.part.is_file:
+            self.file_size += size
+            if self.file_size > self.max_file_bytes:
+                raise too_large(self.max_file_bytes)
+            self.pending += data[start:end]
+            return
+        if len(self.part.data) + size > MAX_FIELD_BYTES:
+            raise form_error(f"the part `{self.part.name}` is longer than {MAX_FIELD_BYTES // 1024} KiB.")
+        self.part.data += data[start:end]
+
+    def on_part_end(self) -> None:
+        if not self.part.is_file:
+            self.fields[self.part.name] = self.part.data.decode("utf-8", errors="replace")
+
+    def on_end(self) -> None:
+        self.ended = True
+
+
+@contextlib.asynccontextmanager
+async def receive_form(request: Request, *, file_field: str, max_file_bytes: int) -> AsyncIterator[ReceivedForm]:
+    """Read the whole request; yields the form with the file part in a temporary file that is
+    removed on exit. 413 `upload_too_large` as soon as the file part passes `max_file_bytes`;
+    422 `validation_error` for a body that is not well-formed multipart."""
+    boundary = _boundary(request)
+    max_body = max_file_bytes + FORM_OVERHEAD_BYTES
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_body:
+        raise too_large(max_file_bytes)
+    reader = _FormReader(file_field, max_file_bytes)
+    descriptor, name = await run_in_threadpool(tempfile.mkstemp, prefix="soundstage-upload-")
+    path = Path(name)
+    try:
+        with os.fdopen(descriptor, "wb") as sink:
+            await _read_body(request, reader, MultipartParser(boundary, reader.callbacks()), sink, max_body)
+        yield ReceivedForm(
+            fields=reader.fields,
+            file_path=path,
+            file_received=reader.file_received,
+            file_size=reader.file_size,
+            filename=reader.filename,
+        )
+    finally:
+        await run_in_threadpool(path.unlink, True)
+
+
+async def _read_body(
+    request: Request, reader: _FormReader, parser: MultipartParser, sink: BinaryIO, max_body: int
+) -> None:
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > max_body:
+                raise too_large(reader.max_file_bytes)
+            parser.write(chunk)
+            if len(reader.pending) >= WRITE_CHUNK_BYTES:
+                await _flush(reader, sink)
+        parser.finalize()
+    except FormParserError as error:
+        raise form_error("the body is not well-formed multipart/form-data.") from error
+    if not reader.ended:
+        raise form_error("the multipart body ended before its closing boundary.")
+    await _flush(reader, sink)
+
+
+async def _flush(reader: _FormReader, sink: BinaryIO) -> None:
+    data = bytes(reader.pending)
+    reader.pending.clear()
+    await run_in_threadpool(sink.write, data)
+
+
+def _boundary(request: Request) -> bytes:
+    content_type, options = parse_options_header(request.headers.get("content-type"))
+    if content_type != b"multipart/form-data" or not options.get(b"boundary"):
+        raise form_error(
+            "send multipart/form-data (an `audio_file` part plus form fields or a `params` JSON part).",
+            kind="content_type",
+        )
+    return options[b"boundary"]
