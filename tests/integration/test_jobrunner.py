@@ -109,3 +109,34 @@ def test_outputs_of_a_job_cancelled_at_the_finish_are_deleted(
     job = run(parts, execute)
     assert job.status == "cancelled" and job.files == []
     assert list((tmp_path / "files").iterdir()) == []
+
+
+def test_a_job_whose_process_on_this_host_died_is_taken_over_at_once(
+    parts: tuple[JobRepository, LocalObjectStore, JobRunner],
+) -> None:
+    import socket
+    import subprocess
+
+    repo, _, runner = parts
+    job_id = repo.create(kind="generate", queue="musicgen", model="m", params={}).id
+    dead = subprocess.Popen(["true"])  # a process of this host that has exited
+    dead.wait()
+    repo.claim(job_id, worker=f"{socket.gethostname()}:{dead.pid}", max_attempts=3, stale_after_s=300)
+    repo.update_progress(job_id, 50.0, "running")  # a fresh heartbeat
+
+    def execute(job: Job, report: ProgressReporter) -> JobOutput:
+        return JobOutput(files=[])
+
+    runner.run(job_id, execute)
+    job = repo.get(job_id)
+    assert job is not None and job.status == "completed" and job.attempts == 2
+
+
+def test_a_live_job_elsewhere_is_busy(parts: tuple[JobRepository, LocalObjectStore, JobRunner]) -> None:
+    from soundstage.jobrunner import JobBusyError
+
+    repo, _, runner = parts
+    job_id = repo.create(kind="generate", queue="musicgen", model="m", params={}).id
+    repo.claim(job_id, worker="another-host:1234", max_attempts=3, stale_after_s=300)
+    with pytest.raises(JobBusyError):
+        runner.run(job_id, lambda job, report: JobOutput(files=[]))

@@ -19,7 +19,7 @@ def new_job(repo: JobRepository) -> str:
 
 def test_claim_progress_complete(repo: JobRepository) -> None:
     job_id = new_job(repo)
-    claim = repo.claim(job_id, worker="w1", max_attempts=3)
+    claim = repo.claim(job_id, worker="w1", max_attempts=3, stale_after_s=0)
     assert claim.outcome is ClaimOutcome.RUN and claim.job and claim.job.attempts == 1
     assert repo.update_progress(job_id, 42.0, "decoding") is False
     files = [
@@ -37,15 +37,15 @@ def test_claim_progress_complete(repo: JobRepository) -> None:
     assert job and job.status == "completed" and job.progress == 100 and job.finished_at
     assert [f.name for f in job.files] == [f"{job_id}_generated.wav"]
     # A duplicate delivery of a finished job does nothing.
-    assert repo.claim(job_id, worker="w2", max_attempts=3).outcome is ClaimOutcome.SKIP
+    assert repo.claim(job_id, worker="w2", max_attempts=3, stale_after_s=0).outcome is ClaimOutcome.SKIP
     assert repo.list_files(limit=10, skip=0)[0].job_id == job_id
 
 
 def test_redelivery_counts_attempts_and_never_duplicates_files(repo: JobRepository) -> None:
     job_id = new_job(repo)
     files = [NewFile(name=f"{job_id}_generated.wav", content_type="audio/wav", size_bytes=10)]
-    repo.claim(job_id, worker="w1", max_attempts=3)  # worker dies here
-    assert repo.claim(job_id, worker="w2", max_attempts=3).outcome is ClaimOutcome.RUN
+    repo.claim(job_id, worker="w1", max_attempts=3, stale_after_s=0)  # worker dies here
+    assert repo.claim(job_id, worker="w2", max_attempts=3, stale_after_s=0).outcome is ClaimOutcome.RUN
     assert repo.complete(job_id, files, {})
     job = repo.get(job_id)
     assert job and job.attempts == 2 and len(job.files) == 1
@@ -54,8 +54,8 @@ def test_redelivery_counts_attempts_and_never_duplicates_files(repo: JobReposito
 def test_gives_up_after_max_attempts(repo: JobRepository) -> None:
     job_id = new_job(repo)
     for _ in range(2):
-        assert repo.claim(job_id, worker="w", max_attempts=2).outcome is ClaimOutcome.RUN
-    assert repo.claim(job_id, worker="w", max_attempts=2).outcome is ClaimOutcome.GAVE_UP
+        assert repo.claim(job_id, worker="w", max_attempts=2, stale_after_s=0).outcome is ClaimOutcome.RUN
+    assert repo.claim(job_id, worker="w", max_attempts=2, stale_after_s=0).outcome is ClaimOutcome.GAVE_UP
     job = repo.get(job_id)
     assert job and job.status == "failed" and job.error_code == ErrorCode.WORKER_LOST.value
 
@@ -65,10 +65,10 @@ def test_cancel_queued_running_and_finished(repo: JobRepository) -> None:
     job, cancelled_now = repo.request_cancel(queued)
     assert job.status == "cancelled" and cancelled_now
     assert repo.request_cancel(queued)[1] is False  # a second cancel is a no-op
-    assert repo.claim(queued, worker="w", max_attempts=3).outcome is ClaimOutcome.SKIP
+    assert repo.claim(queued, worker="w", max_attempts=3, stale_after_s=0).outcome is ClaimOutcome.SKIP
 
     running = new_job(repo)
-    repo.claim(running, worker="w", max_attempts=3)
+    repo.claim(running, worker="w", max_attempts=3, stale_after_s=0)
     job, cancelled_now = repo.request_cancel(running)
     assert job.cancel_requested and not cancelled_now
     assert repo.update_progress(running, 10.0, "x") is True
@@ -78,7 +78,7 @@ def test_cancel_queued_running_and_finished(repo: JobRepository) -> None:
     assert job and job.status == "cancelled"
 
     done = new_job(repo)
-    repo.claim(done, worker="w", max_attempts=3)
+    repo.claim(done, worker="w", max_attempts=3, stale_after_s=0)
     repo.complete(done, [], {})
     with pytest.raises(AppError) as error:
         repo.request_cancel(done)
@@ -90,9 +90,21 @@ def test_cancel_queued_running_and_finished(repo: JobRepository) -> None:
 
 def test_fail_is_final(repo: JobRepository) -> None:
     job_id = new_job(repo)
-    repo.claim(job_id, worker="w", max_attempts=3)
+    repo.claim(job_id, worker="w", max_attempts=3, stale_after_s=0)
     repo.fail(job_id, ErrorCode.MODEL_UNAVAILABLE, "no weights")
     repo.fail(job_id, ErrorCode.INTERNAL_ERROR, "later error must not overwrite")
     job = repo.get(job_id)
     assert job and job.error_code == "model_unavailable" and job.error == "no weights"
     assert repo.count_by_status() == {"failed": 1}
+
+
+def test_a_duplicate_delivery_of_a_live_job_is_busy_not_a_second_run(repo: JobRepository) -> None:
+    job_id = new_job(repo)
+    assert repo.claim(job_id, worker="w1", max_attempts=3, stale_after_s=60).outcome is ClaimOutcome.RUN
+    repo.update_progress(job_id, 10.0, "decoding")
+    duplicate = repo.claim(job_id, worker="w2", max_attempts=3, stale_after_s=60)
+    assert duplicate.outcome is ClaimOutcome.BUSY
+    job = repo.get(job_id)
+    assert job and job.attempts == 1 and job.worker == "w1"
+    # Once the heartbeat is older than the threshold, the job is taken over.
+    assert repo.claim(job_id, worker="w2", max_attempts=3, stale_after_s=0).outcome is ClaimOutcome.RUN

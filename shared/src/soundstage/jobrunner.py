@@ -7,6 +7,8 @@ A pool's task is thin: it hands a job id and its own `execute` function to
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +26,15 @@ logger = logging.getLogger(__name__)
 
 # Progress is written at most this often: enough for a polling client, cheap for the DB.
 PROGRESS_INTERVAL_S = 0.5
+
+
+@dataclass
+class JobBusyError(Exception):
+    """The job is running on another worker (fresh heartbeat): look again in ``retry_in`` seconds."""
+
+    def __init__(self, job_id: str, retry_in: float) -> None:
+        super().__init__(f"job {job_id} is running elsewhere")
+        self.retry_in = retry_in
 
 
 @dataclass
@@ -55,6 +66,23 @@ class ProgressReporter:
 Execute = Callable[[Job, ProgressReporter], JobOutput]
 
 
+def _died_on_this_host(worker: str | None) -> bool:
+    """Whether ``worker`` (``host:pid``, as runtimes name themselves) was a process of this host
+    that no longer exists. Other hosts cannot be checked: their jobs wait for the heartbeat."""
+    if not worker or ":" not in worker:
+        return False
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by someone else
+        return False
+    return False
+
+
 def transient_errors() -> tuple[type[BaseException], ...]:
     """Errors of the platform, not of the job: the task is retried later (Celery autoretry)."""
     import redis.exceptions
@@ -71,17 +99,36 @@ def transient_errors() -> tuple[type[BaseException], ...]:
 
 class JobRunner:
     def __init__(
-        self, *, repo: JobRepository, store: ObjectStore, redis: Any, worker_name: str, max_attempts: int
+        self,
+        *,
+        repo: JobRepository,
+        store: ObjectStore,
+        redis: Any,
+        worker_name: str,
+        max_attempts: int,
+        stale_after_s: float = 300.0,
     ) -> None:
         self._repo = repo
         self._store = store
         self._redis = redis
         self._worker = worker_name
         self._max_attempts = max_attempts
+        self._stale_after_s = stale_after_s
 
     def run(self, job_id: str, execute: Execute) -> None:
-        claim = self._repo.claim(job_id, worker=self._worker, max_attempts=self._max_attempts)
+        """Run a delivered job. Raises JobBusyError when it is running elsewhere right now."""
+        claim = self._repo.claim(
+            job_id, worker=self._worker, max_attempts=self._max_attempts, stale_after_s=self._stale_after_s
+        )
         job = claim.job
+        if claim.outcome is ClaimOutcome.BUSY and job is not None and _died_on_this_host(job.worker):
+            # Its process on this machine is gone (a killed pool process): take over now
+            # instead of waiting for the heartbeat to go stale.
+            claim = self._repo.claim(job_id, worker=self._worker, max_attempts=self._max_attempts, stale_after_s=0)
+            job = claim.job
+        if claim.outcome is ClaimOutcome.BUSY and job is not None:
+            logger.info("job %s: already running on %s; checking again later", job_id, job.worker)
+            raise JobBusyError(job_id, self._stale_after_s)
         if claim.outcome is ClaimOutcome.SKIP or job is None:
             logger.info("job %s: nothing to do (%s)", job_id, job.status if job else "unknown job")
             return

@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     max_job_attempts: int = Field(
         default=3, ge=1, description="Deliveries of one job (after worker crashes) before it fails with worker_lost."
     )
+    job_heartbeat_timeout: float = Field(
+        default=300,
+        gt=0,
+        description="Seconds without a progress write after which a running job counts as abandoned: a "
+        "redelivered job is only taken over then (a live one is checked again later).",
+    )
 
     # --- logging -------------------------------------------------------------------
     log_level: str = Field(default="INFO", description="Python log level.")

@@ -44,7 +44,12 @@ class WorkerRuntime:
         )
         redis = Redis.from_url(settings.require_redis_url(), socket_connect_timeout=2, socket_timeout=5)
         runner = JobRunner(
-            repo=repo, store=store, redis=redis, worker_name=hostname, max_attempts=settings.max_job_attempts
+            repo=repo,
+            store=store,
+            redis=redis,
+            worker_name=hostname,
+            max_attempts=settings.max_job_attempts,
+            stale_after_s=settings.job_heartbeat_timeout,
         )
         engines = {
             ref: MusicgenEngine(

@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery, Task
 
 from soundstage.errors import ErrorCode
-from soundstage.jobrunner import transient_errors
+from soundstage.jobrunner import JobBusyError, transient_errors
 from soundstage.logs import job_context
 from soundstage.queue import TaskName
 from soundstage.settings import Settings
@@ -38,10 +38,16 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         retry_backoff_max=60,
         retry_jitter=True,
         max_retries=5,
+        bind=True,
     )
-    def generate(job_id: str) -> None:
+    def generate(task: Task, job_id: str) -> None:
         runtime = get_runtime(settings)
         with job_context(job_id):
-            runtime.runner.run(
-                job_id, lambda job, report: run_generate(job, runtime.engine_for(job.model), runtime.store, report)
-            )
+            try:
+                runtime.runner.run(
+                    job_id, lambda job, report: run_generate(job, runtime.engine_for(job.model), runtime.store, report)
+                )
+            except JobBusyError as busy:
+                # A duplicate delivery while the job runs elsewhere: check again once its
+                # heartbeat could have gone stale (it is then finished, or taken over).
+                raise task.retry(countdown=busy.retry_in, max_retries=None) from busy

@@ -61,6 +61,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Refreshed by the worker running the job (claim and every progress write).
+    heartbeat_at: Mapped[datetime | None]
 
     files: Mapped[list[JobFile]] = relationship(
         back_populates="job", order_by="JobFile.position", lazy="selectin", cascade="all, delete-orphan"

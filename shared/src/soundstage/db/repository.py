@@ -39,6 +39,7 @@ class ClaimOutcome(Enum):
     SKIP = "skip"  # terminal already (duplicate delivery) or unknown job
     CANCELLED = "cancelled"  # cancel was requested before a redelivery
     GAVE_UP = "gave_up"  # delivered too many times (crashed its worker each time)
+    BUSY = "busy"  # running elsewhere with a fresh heartbeat: look again later
 
 
 @dataclass(frozen=True)
@@ -153,13 +154,23 @@ class JobRepository:
             session.execute(select(1))
 
     # --------------------------------------------------------------- worker side
-    def claim(self, job_id: str, *, worker: str, max_attempts: int) -> Claim:
-        """Take a delivered job: mark it processing and count the attempt."""
+    def claim(self, job_id: str, *, worker: str, max_attempts: int, stale_after_s: float) -> Claim:
+        """Take a delivered job: mark it processing and count the attempt.
+
+        A job already processing is taken over only when its heartbeat is older than
+        ``stale_after_s`` (its worker died); otherwise the delivery is a duplicate of a live
+        run (BUSY) and must not start a second one."""
         now = utcnow()
         with self._sessions.begin() as session:
             job = session.get(Job, job_id, with_for_update=True)
             if job is None or job.status in _TERMINAL:
                 return Claim(ClaimOutcome.SKIP, job)
+            if (
+                job.status == JobStatus.PROCESSING.value
+                and job.heartbeat_at is not None
+                and (now - job.heartbeat_at).total_seconds() < stale_after_s
+            ):
+                return Claim(ClaimOutcome.BUSY, job)
             if job.cancel_requested:
                 _finish(job, JobStatus.CANCELLED, now, detail="cancelled")
                 return Claim(ClaimOutcome.CANCELLED, job)
@@ -175,6 +186,7 @@ class JobRepository:
             job.attempts += 1
             job.worker = worker
             job.started_at = now
+            job.heartbeat_at = now
             job.progress = 0.0
             job.progress_detail = "starting"
             return Claim(ClaimOutcome.RUN, job)
@@ -185,7 +197,7 @@ class JobRepository:
             session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == JobStatus.PROCESSING.value)
-                .values(progress=max(0.0, min(progress, 100.0)), progress_detail=detail)
+                .values(progress=max(0.0, min(progress, 100.0)), progress_detail=detail, heartbeat_at=utcnow())
             )
             return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
