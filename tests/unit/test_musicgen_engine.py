@@ -231,3 +231,13 @@ def test_every_documented_guidance_scale_generates(engine: MusicgenEngine, scale
     audio = _one(engine, _params(seed=11, duration_s=0.5, guidance_scale=scale))
     assert audio.samples.shape == (1, 16000)
     assert np.isfinite(audio.samples).all()
+
+
+def test_a_melody_checkpoint_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    config = {"model_type": "musicgen_melody"}
+    folder = tmp_path / "melody"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelUnavailableError) as excinfo:
+        MusicgenEngine(str(folder), tmp_path).load()
+    assert "musicgen_melody" in excinfo.value.message and "not supported yet" in excinfo.value.message

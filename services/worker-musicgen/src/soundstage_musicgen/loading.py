@@ -95,16 +95,22 @@ def _load_pretrained(source: str) -> tuple[Any, Any]:
     if Path(source).is_dir():
         try:
             return _from_pretrained(source, local_files_only=True)
+        except ModelUnavailableError:
+            raise
         except Exception as exc:
             raise ModelUnavailableError(
                 f"Could not load a MusicGen model from folder {source!r}: {exc}", details={"model": source}
             ) from exc
     try:
         return _from_pretrained(source, local_files_only=True)  # already cached: no network needed
+    except ModelUnavailableError:
+        raise
     except Exception as cache_error:  # not (fully) cached: go to the network
         _probe_hub(source)
         try:
             return _from_pretrained(source, local_files_only=False)
+        except ModelUnavailableError:
+            raise
         except Exception as exc:
             raise ModelUnavailableError(
                 f"Could not download MusicGen model {source!r}: {exc}. {_FIX_HINT}",
@@ -113,7 +119,7 @@ def _load_pretrained(source: str) -> tuple[Any, Any]:
 
 
 def _from_pretrained(source: str, *, local_files_only: bool) -> tuple[Any, Any]:
-    from transformers import AutoProcessor, MusicgenForConditionalGeneration
+    from transformers import AutoConfig, AutoProcessor, MusicgenForConditionalGeneration
     from transformers.utils import logging as hf_logging
 
     # Progress bars and config warnings (e.g. pad/bos ids outside the codebook, which every
@@ -121,6 +127,15 @@ def _from_pretrained(source: str, *, local_files_only: bool) -> tuple[Any, Any]:
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
+    config = AutoConfig.from_pretrained(source, local_files_only=local_files_only)
+    if config.model_type != "musicgen":
+        # Melody checkpoints (model_type musicgen_melody) condition on chroma through another
+        # architecture; their processor also needs torchaudio, which this worker does not ship.
+        raise ModelUnavailableError(
+            f"{source!r} is a {config.model_type!r} checkpoint; this worker serves MusicGen text-to-music "
+            "checkpoints (facebook/musicgen-small, -medium, -large, -stereo-*). Melody models are not supported yet.",
+            details={"model": source, "model_type": config.model_type},
+        )
     model = MusicgenForConditionalGeneration.from_pretrained(source, local_files_only=local_files_only)
     processor = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
         source, local_files_only=local_files_only
