@@ -19,6 +19,7 @@ import numpy as np
 
 from soundstage.audio import resample, to_channels
 from soundstage.errors import AppError, ErrorCode, JobCancelledError
+from soundstage_musicgen.chroma import chroma_features
 from soundstage_musicgen.codec import decode_tokens, encode_audio
 from soundstage_musicgen.cohort import Row
 from soundstage_musicgen.generation import Sampling, encode_text, generate_window, window_steps
@@ -67,6 +68,7 @@ class GenerationParams:
     num_outputs: int = 1  # takes of the same request, generated as one batch
     prompt_audio: PromptAudio | None = None
     include_prompt: bool = True  # with prompt_audio: whether the output starts with it
+    melody: PromptAudio | None = None  # melody models: audio whose chroma the music follows
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,9 @@ class MusicgenEngine:
         with self._lock:
             if self._loaded is None:
                 loaded = load_model(self._model_ref, self._cache_dir, self._device)
-                if self._mode == "batched":
+                # Melody checkpoints condition through a prefix, not cross-attention: they use
+                # transformers' generate (the plain path).
+                if self._mode == "batched" and not loaded.melody:
                     self._scheduler = CohortScheduler(loaded, self._max_batch)
                 self._loaded = loaded
 
@@ -150,6 +154,12 @@ class MusicgenEngine:
         long (plus the prompt audio when ``include_prompt``)."""
         _validate(params)
         loaded = self._ensure_loaded()
+        if params.melody is not None and not loaded.melody:
+            raise AppError(
+                ErrorCode.VALIDATION_ERROR,
+                f"{self._model_ref} is not a melody model; melody conditioning needs one.",
+                status_code=422,
+            )
         progress = on_progress or _ignore_progress
         if self._scheduler is not None:
             return _generate(loaded, params, progress, _BatchedWindows(loaded, self._scheduler, params))
@@ -191,7 +201,9 @@ def _validate(params: GenerationParams) -> None:
 class _Windows(Protocol):
     """Decodes one window for every take: ``(takes, K, context)`` tokens in, ``(takes, K, new)`` out."""
 
-    def __call__(self, window: Window, context: torch.Tensor, on_step: Callable[[int], None]) -> torch.Tensor: ...
+    def __call__(
+        self, window: Window, context: torch.Tensor, on_step: Callable[[int], None], *, start_frame: int
+    ) -> torch.Tensor: ...
 
 
 def _generate(
@@ -215,7 +227,9 @@ def _generate(
         def on_step(step: int, window: Window = window, offset: int = done) -> None:
             on_progress(offset + step, total_steps, _detail(window, len(windows), offset + step, total_steps))
 
-        tokens = torch.cat([tokens, windows_decoder(window, context, on_step)], dim=-1)
+        # Where the window's context starts on the timeline of the new audio (melody alignment).
+        start_frame = max(0, tokens.shape[-1] - window.context_frames - prompt_tokens.shape[-1])
+        tokens = torch.cat([tokens, windows_decoder(window, context, on_step, start_frame=start_frame)], dim=-1)
         done += window_steps(loaded, window.new_frames)
 
     if not params.include_prompt:
@@ -244,11 +258,20 @@ class _PlainWindows:
             loaded.device
         )
         self._sampling = Sampling(params.temperature, params.top_k, params.top_p, params.guidance_scale)
+        self._params = params
         torch.manual_seed(params.seed)  # one stream for the whole piece: same seed, same audio
 
-    def __call__(self, window: Window, context: torch.Tensor, on_step: Callable[[int], None]) -> torch.Tensor:
+    def __call__(
+        self, window: Window, context: torch.Tensor, on_step: Callable[[int], None], *, start_frame: int
+    ) -> torch.Tensor:
+        inputs = dict(self._text)
+        if self._params.melody is not None:
+            # Without one, transformers conditions a melody model on its "no melody" chroma.
+            inputs["input_features"] = melody_features(
+                self._loaded, self._params.melody, start_frame, self._params.num_outputs
+            )
         return generate_window(
-            self._loaded, dict(self._text), context, window.new_frames, sampling=self._sampling, on_step=on_step
+            self._loaded, inputs, context, window.new_frames, sampling=self._sampling, on_step=on_step
         )
 
 
@@ -261,7 +284,9 @@ class _BatchedWindows:
         self._params = params
         self._text_states = encode_text(loaded, params.prompt)
 
-    def __call__(self, window: Window, context: torch.Tensor, on_step: Callable[[int], None]) -> torch.Tensor:
+    def __call__(
+        self, window: Window, context: torch.Tensor, on_step: Callable[[int], None], *, start_frame: int
+    ) -> torch.Tensor:
         import torch
 
         p = self._params
@@ -297,6 +322,21 @@ class _BatchedWindows:
             if row.error is not None:
                 raise row.error
         return torch.stack([row.result for row in rows if row.result is not None])
+
+
+def melody_features(loaded: LoadedModel, melody: PromptAudio, start_frame: int, takes: int) -> torch.Tensor:
+    """One-hot chroma ``(takes, frames, 12)`` of the melody under one window: the 30 s of melody
+    from the window's start, the melody looped if it is shorter (as audiocraft aligns it)."""
+    import torch
+
+    mono = to_channels(resample(melody.samples, melody.sample_rate, loaded.sample_rate), 1)[0]
+    if mono.size == 0:
+        raise AppError(ErrorCode.AUDIO_EMPTY, "The melody audio is empty.", status_code=422)
+    start = start_frame * loaded.hop_length
+    length = WINDOW_FRAMES * loaded.hop_length
+    looped = np.resize(mono, start + length)  # np.resize repeats the array cyclically
+    chroma = chroma_features(looped[start:], loaded.sample_rate)
+    return torch.from_numpy(chroma)[None].expand(takes, -1, -1).to(loaded.device)
 
 
 def _detail(window: Window, windows: int, step: int, total: int) -> str:

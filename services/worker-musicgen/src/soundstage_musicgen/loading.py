@@ -32,6 +32,7 @@ class LoadedModel:
     frame_rate: int  # codec frames per second (50)
     channels: int  # 1, or 2 for the stereo checkpoints
     num_codebooks: int  # decoder codebooks in total (4 mono, 8 stereo: left/right interleaved)
+    melody: bool = False  # a MusicgenMelody checkpoint: conditions on chroma, decoded by the plain path
 
     @property
     def codebooks_per_channel(self) -> int:
@@ -70,6 +71,7 @@ def load_model(ref: str, cache_dir: Path, device: str) -> LoadedModel:
         frame_rate=int(codec.frame_rate),
         channels=int(model.config.decoder.audio_channels),
         num_codebooks=int(model.config.decoder.num_codebooks),
+        melody=model.config.model_type == "musicgen_melody",
     )
 
 
@@ -128,12 +130,17 @@ def _from_pretrained(source: str, *, local_files_only: bool) -> tuple[Any, Any]:
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
     config = AutoConfig.from_pretrained(source, local_files_only=local_files_only)
+    if config.model_type == "musicgen_melody":
+        from transformers import AutoTokenizer, MusicgenMelodyForConditionalGeneration
+
+        # The melody processor's chroma needs torchaudio; `chroma.py` computes it instead,
+        # so only the tokenizer is loaded (it takes the same text arguments as the processor).
+        melody = MusicgenMelodyForConditionalGeneration.from_pretrained(source, local_files_only=local_files_only)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
+        return melody, tokenizer
     if config.model_type != "musicgen":
-        # Melody checkpoints (model_type musicgen_melody) condition on chroma through another
-        # architecture; their processor also needs torchaudio, which this worker does not ship.
         raise ModelUnavailableError(
-            f"{source!r} is a {config.model_type!r} checkpoint; this worker serves MusicGen text-to-music "
-            "checkpoints (facebook/musicgen-small, -medium, -large, -stereo-*). Melody models are not supported yet.",
+            f"{source!r} is a {config.model_type!r} checkpoint, not a MusicGen one.",
             details={"model": source, "model_type": config.model_type},
         )
     model = MusicgenForConditionalGeneration.from_pretrained(source, local_files_only=local_files_only)

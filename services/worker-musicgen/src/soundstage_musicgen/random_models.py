@@ -24,7 +24,7 @@ from soundstage.errors import ModelUnavailableError
 
 RANDOM_PREFIX = "random:"
 MARKER_FILE = "soundstage_random.json"
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 BUILD_SEED = 0
 # Target RMS of the random codec's output; see _make_codec_audible.
 CODEC_TARGET_RMS = 0.1
@@ -49,6 +49,7 @@ class RandomModelSpec:
     audio_encoder: dict[str, Any]  # EncodecConfig kwargs (codebook_size also sizes the decoder vocab)
     decoder: dict[str, Any]  # MusicgenDecoderConfig kwargs (vocab/pad/bos derived from the codec)
     generation: dict[str, Any] = field(default_factory=dict)
+    melody: bool = False  # a MusicgenMelody checkpoint (chroma conditioning, no cross-attention)
 
 
 # Mirrors the generation_config.json shipped with facebook/musicgen-*; the engine overrides each call.
@@ -110,6 +111,14 @@ SPECS: dict[str, RandomModelSpec] = {
         audio_encoder=_TINY_CODEC,
         decoder={**_TINY_DECODER, "num_codebooks": 8, "audio_channels": 2},
         generation=_GENERATION_DEFAULTS,
+    ),
+    "tiny-melody": RandomModelSpec(
+        description="tiny random MusicGen-melody for tests: chroma + text prefix conditioning",
+        text_encoder=_TINY_TEXT,
+        audio_encoder=_TINY_CODEC,
+        decoder=_TINY_DECODER,
+        generation=_GENERATION_DEFAULTS,
+        melody=True,
     ),
     "small": RandomModelSpec(
         description="exact facebook/musicgen-small architecture with random weights (~590M params)",
@@ -213,7 +222,12 @@ def _write_model(spec: RandomModelSpec, ref: str, folder: Path) -> None:
         model = _build_model(spec, len(processor.tokenizer))
         _make_codec_audible(model.audio_encoder)
     model.save_pretrained(folder)
-    processor.save_pretrained(folder)
+    if spec.melody:
+        # The melody processor needs torchaudio (for its chroma); the worker computes chroma
+        # itself and needs only the tokenizer.
+        processor.tokenizer.save_pretrained(folder)
+    else:
+        processor.save_pretrained(folder)
     marker = {
         "random_weights": True,
         "model": ref,
@@ -259,9 +273,38 @@ def _build_model(spec: RandomModelSpec, tokenizer_size: int) -> Any:
     per_channel = decoder.num_codebooks // decoder.audio_channels  # stereo interleaves L/R codebooks
     if audio.num_quantizers < per_channel:
         raise ValueError(f"codec has {audio.num_quantizers} quantizers < {per_channel} codebooks per channel")
+    if spec.melody:
+        return _build_melody_model(spec, text_kwargs, audio, special)
     config = MusicgenConfig(text_encoder=T5Config(**text_kwargs), audio_encoder=audio, decoder=decoder)
     model = MusicgenForConditionalGeneration(config)
     model.eval()  # type: ignore[no-untyped-call]
+    generation: Any = model.generation_config
+    generation.update(decoder_start_token_id=special, pad_token_id=special, bos_token_id=special, **spec.generation)
+    return model
+
+
+def _build_melody_model(spec: RandomModelSpec, text_kwargs: dict[str, Any], audio: Any, special: int) -> Any:
+    from transformers import (
+        MusicgenMelodyConfig,
+        MusicgenMelodyDecoderConfig,
+        MusicgenMelodyForConditionalGeneration,
+        T5Config,
+    )
+
+    decoder = MusicgenMelodyDecoderConfig(
+        vocab_size=audio.codebook_size, pad_token_id=special, bos_token_id=special, **spec.decoder
+    )
+    config = MusicgenMelodyConfig(
+        text_encoder=T5Config(**text_kwargs), audio_encoder=audio, decoder=decoder, num_chroma=12, chroma_length=235
+    )
+    model = MusicgenMelodyForConditionalGeneration(config)
+    model.eval()  # type: ignore[no-untyped-call]
+    # With the default init (std 0.02) the chroma projection is too weak to change any sampled
+    # token of a random model; a unit-scale projection makes the melody audibly condition it.
+    import torch
+
+    with torch.no_grad():
+        model.audio_enc_to_dec_proj.weight.normal_(0.0, 1.0)
     generation: Any = model.generation_config
     generation.update(decoder_start_token_id=special, pad_token_id=special, bos_token_id=special, **spec.generation)
     return model
