@@ -11,7 +11,7 @@ import soundfile as sf
 
 from soundstage.audio import measure_loudness
 from tests.e2e.conftest import StackFactory
-from tests.support.audio import assert_not_silent, decode
+from tests.support.audio import assert_not_silent, assert_seamless_at, decode
 from tests.support.stack import Stack, poll_job
 
 pytestmark = pytest.mark.e2e
@@ -99,6 +99,8 @@ def test_seventy_seconds_come_back_seventy_seconds_long(stack: Stack) -> None:
     audio = decode(download(stack, str(job["result_urls"][0])))  # type: ignore[index]
     assert abs(audio.duration - 70) <= 0.02
     assert_not_silent(audio)
+    # Windows join at 30 s, 48 s and 66 s (30 s window, 18 s stride): no click, no spectral jump.
+    assert_seamless_at(audio.samples[0], [30 * 32000, 48 * 32000, 66 * 32000])
     assert job["result"]["files"][0]["duration"] == pytest.approx(70, abs=0.02)  # type: ignore[index]
 
 

@@ -19,8 +19,7 @@ def tone(frequency: float, seconds: float, rate: int = RATE) -> np.ndarray:
     return (0.5 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
 
 
-@pytest.mark.parametrize(("frequency", "pitch_class"), [(261.63, 0), (329.63, 4), (392.0, 7), (440.0, 9),
-                                                        (493.88, 11)])
+@pytest.mark.parametrize(("frequency", "pitch_class"), [(261.63, 0), (329.63, 4), (392.0, 7), (440.0, 9), (493.88, 11)])
 def test_chroma_finds_the_pitch_class(frequency: float, pitch_class: int) -> None:
     chroma = chroma_features(tone(frequency, 5.0), RATE)
     assert chroma.shape == (frames_for(5.0, RATE), 12)
@@ -51,9 +50,14 @@ def test_melody_model_generates_exact_lengths_and_follows_the_melody(melody_engi
     with_melody = GenerationParams(prompt="folk tune", duration_s=2.0, seed=4, melody=melody)
     (a,) = melody_engine.generate(with_melody)
     (again,) = melody_engine.generate(with_melody)
-    (other,) = melody_engine.generate(GenerationParams(
-        prompt="folk tune", duration_s=2.0, seed=4,
-        melody=PromptAudio(samples=tone(261.63, 3.0)[None], sample_rate=RATE)))
+    (other,) = melody_engine.generate(
+        GenerationParams(
+            prompt="folk tune",
+            duration_s=2.0,
+            seed=4,
+            melody=PromptAudio(samples=tone(261.63, 3.0)[None], sample_rate=RATE),
+        )
+    )
     assert a.samples.shape == (1, 2 * RATE)
     assert np.array_equal(a.samples, again.samples)
     assert not np.array_equal(a.samples, other.samples)  # the chroma conditions the output
