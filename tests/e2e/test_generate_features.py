@@ -122,3 +122,26 @@ def test_continuation_upload_keeps_or_drops_the_prompt(stack: Stack) -> None:
         audio = decode(download(stack, str(job["result_urls"][0])))
         assert abs(audio.duration - expected) <= 0.03, (include, audio.duration)
         assert_not_silent(audio)
+
+
+def test_melody_model_follows_an_uploaded_melody(make_stack: StackFactory) -> None:
+    stack = make_stack(MUSICGEN_MODELS="random:tiny-melody")
+    stack.start_api()
+    stack.start_worker()
+    stack.wait_for_workers(1)
+    rate = 44100
+    t = np.arange(3 * rate) / rate
+    buffer = io.BytesIO()
+    sf.write(buffer, (0.4 * np.sin(2 * np.pi * 392 * t)).astype(np.float32), rate, format="WAV")
+    with stack.client() as client:
+        response = client.post(
+            "/generate/melody",
+            files={"melody_file": ("melody.wav", buffer.getvalue(), "audio/wav")},
+            data={"prompt": "folk tune", "duration": "2.5", "seed": "3"},
+        )
+        assert response.status_code == 200, response.text
+        job = poll_job(client, response.json()["job_id"], {"completed", "failed"})
+    assert job["status"] == "completed", (job, stack.logs())
+    audio = decode(download(stack, str(job["result_urls"][0])))
+    assert abs(audio.duration - 2.5) <= 0.02
+    assert_not_silent(audio)

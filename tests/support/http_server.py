@@ -92,7 +92,10 @@ class HttpServer:
             context.load_cert_chain(*self.tls)
             server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="test-http-server", daemon=True)
+        # A short poll interval: `shutdown()` waits for the serving loop's next poll.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-http-server", daemon=True
+        )
         self._thread.start()
         return self
 

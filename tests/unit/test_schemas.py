@@ -15,7 +15,7 @@ from soundstage.schemas import (
     GenerateRequest,
     JobStatus,
 )
-from soundstage.schemas.generate import SEED_MAX
+from soundstage.schemas.generate import SEED_MAX, is_melody_model
 
 
 def _request(**fields: Any) -> GenerateRequest:
@@ -208,7 +208,7 @@ def test_job_params_resolve_the_seed_and_fold_the_mood() -> None:
     assert params.prompt == "acoustic guitar"
     assert params.mood == "nostalgic"
     # Every other request field is carried over unchanged; a text-only job has no prompt audio.
-    job_only = {"seed", "full_prompt", "audio_prompt", "include_prompt"}
+    job_only = {"seed", "full_prompt", "audio_prompt", "include_prompt", "melody_audio"}
     assert params.model_dump(exclude=job_only) == request.model_dump(exclude={"seed"})
     assert params.audio_prompt is None and params.include_prompt is True
 
@@ -259,7 +259,7 @@ def test_output_option_limits(field: str, good: list[Any], bad: list[Any]) -> No
         assert _error_fields(info) == {field}, value
 
 
-@pytest.mark.parametrize("field", ["audio_prompt", "include_prompt", "full_prompt"])
+@pytest.mark.parametrize("field", ["audio_prompt", "include_prompt", "full_prompt", "melody_audio"])
 def test_generate_requests_cannot_set_job_only_fields(field: str) -> None:
     with pytest.raises(ValidationError) as info:
         _request(**{field: "x.wav" if field != "include_prompt" else False})
@@ -290,6 +290,40 @@ def test_job_params_stored_before_these_fields_existed_still_validate() -> None:
     old_row = {"prompt": "x", "duration": 10.0, "seed": 3, "full_prompt": "x", "format": "wav"}
     params = GenerateJobParams.model_validate(old_row)
     assert params.num_outputs == 1 and params.audio_prompt is None and params.include_prompt is True
+    assert params.melody_audio is None
+
+
+def test_melody_audio_url_is_a_bounded_string() -> None:
+    assert _request().melody_audio_url is None
+    assert _request(melody_audio_url="  https://example.com/a.wav ").melody_audio_url == "https://example.com/a.wav"
+    for bad in ("", "   ", "https://example.com/" + "a" * 2048, 42):
+        with pytest.raises(ValidationError) as info:
+            _request(melody_audio_url=bad)
+        assert _error_fields(info) == {"melody_audio_url"}, bad
+
+
+def test_job_params_keep_the_melody_object_and_drop_its_url() -> None:
+    """The job names the stored melody; the URL (which may be presigned) is not kept."""
+    request = _request(melody_audio_url="https://example.com/a.wav?X-Amz-Signature=secret")
+    params = GenerateJobParams.from_request(request, seed=1, melody_audio="abc_melody.wav")
+    assert params.melody_audio == "abc_melody.wav" and params.melody_audio_url is None
+    assert "secret" not in params.model_dump_json()
+    assert GenerateJobParams.model_validate_json(params.model_dump_json()) == params
+
+
+@pytest.mark.parametrize(
+    ("name", "melody"),
+    [
+        ("facebook/musicgen-melody", True),
+        ("facebook/musicgen-melody-large", True),
+        ("random:tiny-melody", True),
+        ("facebook/musicgen-small", False),
+        ("facebook/musicgen-stereo-large", False),
+        ("random:tiny", False),
+    ],
+)
+def test_melody_models_are_known_by_name(name: str, melody: bool) -> None:
+    assert is_melody_model(name) is melody
 
 
 # ------------------------------------------------------------------- job status

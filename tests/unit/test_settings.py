@@ -153,6 +153,15 @@ def test_max_upload_defaults_to_50_mib(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().max_upload_bytes == 512 * 1024
 
 
+def test_url_inputs_default_to_public_addresses_and_20_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    assert (settings.allow_private_urls, settings.fetch_timeout_seconds) == (False, 20.0)
+    monkeypatch.setenv("ALLOW_PRIVATE_URLS", "true")
+    monkeypatch.setenv("FETCH_TIMEOUT_SECONDS", "2.5")
+    settings = Settings()
+    assert (settings.allow_private_urls, settings.fetch_timeout_seconds) == (True, 2.5)
+
+
 def test_require_redis_url_raises_without_redis_url() -> None:
     with pytest.raises(RuntimeError, match="REDIS_URL"):
         Settings().require_redis_url()
@@ -201,6 +210,9 @@ def test_numbers_and_choices_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None
         ("MAX_JOB_ATTEMPTS", "0"),
         ("MAX_UPLOAD_MB", "0"),
         ("MAX_UPLOAD_MB", "lots"),
+        ("ALLOW_PRIVATE_URLS", "perhaps"),
+        ("FETCH_TIMEOUT_SECONDS", "0"),
+        ("FETCH_TIMEOUT_SECONDS", "601"),
     ],
 )
 def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

@@ -29,6 +29,11 @@ class ErrorCode(StrEnum):
     AUDIO_EMPTY = "audio_empty"
     AUDIO_TOO_LONG = "audio_too_long"
     UPLOAD_TOO_LARGE = "upload_too_large"
+    MODEL_NOT_MELODY = "model_not_melody"
+    URL_NOT_ALLOWED = "url_not_allowed"
+    URL_FETCH_FAILED = "url_fetch_failed"
+    URL_TIMEOUT = "url_timeout"
+    URL_TOO_LARGE = "url_too_large"
     # Dependencies down (503)
     DATABASE_UNAVAILABLE = "database_unavailable"
     BROKER_UNAVAILABLE = "broker_unavailable"

@@ -69,6 +69,19 @@ class Settings(BaseSettings):
         description="Largest audio upload accepted, in MiB (1 MiB = 1,048,576 bytes); larger uploads get 413 "
         "`upload_too_large`, checked while the upload streams in.",
     )
+    allow_private_urls: bool = Field(
+        default=False,
+        description="Let URL inputs (`melody_audio_url`) reach loopback, private, link-local, CGNAT and other "
+        "non-public addresses (cloud metadata included). Off: such URLs get 422 `url_not_allowed`. For tests "
+        "and closed networks only.",
+    )
+    fetch_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        le=600,
+        description="Longest a URL input may take to fetch, in seconds: DNS, connection, redirects and the "
+        "whole download together; slower ones get 422 `url_timeout`.",
+    )
 
     # --- workers -------------------------------------------------------------------
     musicgen_model: str = Field(

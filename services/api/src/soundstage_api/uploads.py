@@ -1,30 +1,39 @@
-"""Read a `multipart/form-data` request with one file part, streaming the file to a temporary
-file and enforcing the size cap as the bytes arrive.
+"""Audio inputs of a request, on disk before any job exists: an uploaded file part, or a URL.
 
-Starlette's own form parser spools a whole upload before the route runs, so a 5 GB upload
-would be on disk before anyone could refuse it. Here the cap is checked on every chunk
-(and on `Content-Length` first, when the client sends one), the file part goes to disk in
-1 MiB writes made in a worker thread, and the text parts are held in memory with their
-own small caps.
+`receive_form` reads a `multipart/form-data` request with one file part, streaming the file
+to a temporary file and enforcing the size cap as the bytes arrive. Starlette's own form
+parser spools a whole upload before the route runs, so a 5 GB upload would be on disk
+before anyone could refuse it. Here the cap is checked on every chunk (and on
+`Content-Length` first, when the client sends one), the file part goes to disk in 1 MiB
+writes made in a worker thread, and the text parts are held in memory with their own small
+caps. `parse_form_parameters` turns the text parts into a request model.
+
+`fetched_url` fetches a URL a client named into a temporary file with
+:mod:`soundstage.fetch` (address checks, size cap, deadline).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from soundstage.errors import AppError, ErrorCode
+from soundstage.fetch import FetchedFile, fetch_to_file_async
+from soundstage.settings import Settings
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -34,6 +43,10 @@ MAX_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 64
 FORM_OVERHEAD_BYTES = 1024 * 1024
 """Bytes allowed on top of the file cap for the text parts and the multipart framing."""
+PARAMS_PART = "params"
+"""The optional part that holds every parameter as one JSON object, instead of form fields."""
+
+RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
 
 @dataclass
@@ -217,3 +230,83 @@ def _boundary(request: Request) -> bytes:
             kind="content_type",
         )
     return options[b"boundary"]
+
+
+def parse_form_parameters(
+    fields: dict[str, str], model: type[RequestModel], *, file_field: str, file_received: bool
+) -> RequestModel:
+    """The request from form fields (an empty field counts as not sent) or from one `params` JSON
+    part; 422 with every invalid field, and with `file_field` when the file part is missing."""
+    if PARAMS_PART in fields:
+        others = sorted(set(fields) - {PARAMS_PART})
+        if others:
+            raise form_error(
+                f"send the parameters either as form fields or as one `params` JSON part, not both "
+                f"(also got: {', '.join(others)}).",
+                ["body", PARAMS_PART],
+            )
+        data = _params_object(fields[PARAMS_PART])
+        prefix: list[str | int] = ["body", PARAMS_PART]
+    else:
+        data = {name: value for name, value in fields.items() if value != ""}
+        prefix = ["body"]
+    errors: list[dict[str, Any]] = []
+    body = None
+    try:
+        body = model.model_validate(data)
+    except ValidationError as error:
+        errors = [{"loc": [*prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+    if not file_received:
+        errors.append({"loc": ["body", file_field], "msg": "Field required", "type": "missing"})
+    if errors or body is None:
+        raise RequestValidationError(errors)
+    return body
+
+
+def _params_object(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise form_error("the `params` part is not valid JSON.", ["body", PARAMS_PART], "json_invalid") from error
+    if not isinstance(data, dict):
+        raise form_error("the `params` part must be a JSON object.", ["body", PARAMS_PART], "dict_type")
+    return data
+
+
+def multipart_body_schema(
+    model: type[BaseModel], *, file_field: str, file_description: str, exclude: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The multipart body as OpenAPI shows it (the routes read the stream themselves): the file
+    part, the `params` part and the fields of `model` but those in `exclude`."""
+    fields = model.model_json_schema(ref_template="#/components/schemas/{model}")["properties"]
+    properties = {
+        file_field: {"type": "string", "format": "binary", "description": file_description},
+        PARAMS_PART: {
+            "type": "string",
+            "description": "Alternatively, all the other fields as one JSON object (not together with form fields).",
+        },
+        **{name: schema for name, schema in fields.items() if name not in exclude},
+    }
+    schema = {"type": "object", "required": [file_field], "properties": properties}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+@contextlib.asynccontextmanager
+async def fetched_url(url: str, settings: Settings) -> AsyncIterator[FetchedFile]:
+    """Fetch `url` into a temporary file (removed on exit) under the upload rules: at most
+    MAX_UPLOAD_MB, within FETCH_TIMEOUT_SECONDS, public addresses only unless
+    ALLOW_PRIVATE_URLS. Raises the `url_*` errors of :func:`soundstage.fetch.fetch_to_file_async`.
+    The fetch runs on the event loop (httpx's async client), so no thread waits on the network."""
+    descriptor, name = await run_in_threadpool(tempfile.mkstemp, prefix="soundstage-fetch-")
+    os.close(descriptor)
+    path = Path(name)
+    try:
+        yield await fetch_to_file_async(
+            url,
+            path,
+            max_bytes=settings.max_upload_bytes,
+            timeout_s=settings.fetch_timeout_seconds,
+            allow_private=settings.allow_private_urls,
+        )
+    finally:
+        await run_in_threadpool(path.unlink, True)

@@ -25,11 +25,15 @@ def output_name(job_id: str, extension: str, take: int, takes: int) -> str:
     return f"{job_id}_generated{suffix}.{extension}"
 
 
+def _stored_audio(store: ObjectStore, name: str | None) -> PromptAudio | None:
+    """An uploaded or fetched input the API already validated, decoded from storage."""
+    if not name:
+        return None
+    decoded = decode_audio(store.read_bytes(name))
+    return PromptAudio(samples=decoded.samples, sample_rate=decoded.sample_rate)
+
+
 def generation_params(request: GenerateJobParams, store: ObjectStore) -> GenerationParams:
-    prompt_audio = None
-    if request.audio_prompt:
-        decoded = decode_audio(store.read_bytes(request.audio_prompt))
-        prompt_audio = PromptAudio(samples=decoded.samples, sample_rate=decoded.sample_rate)
     return GenerationParams(
         prompt=request.full_prompt,
         duration_s=request.duration,
@@ -39,8 +43,9 @@ def generation_params(request: GenerateJobParams, store: ObjectStore) -> Generat
         guidance_scale=request.guidance_scale,
         seed=request.seed,
         num_outputs=request.num_outputs,
-        prompt_audio=prompt_audio,
+        prompt_audio=_stored_audio(store, request.audio_prompt),
         include_prompt=request.include_prompt,
+        melody=_stored_audio(store, request.melody_audio),
     )
 
 

@@ -1,5 +1,5 @@
-"""`POST /generate` and `POST /generate/continue`: text-to-music requests (musicgen-api,
-S.Rocks and hosted-API field names) and what a `generate` job row stores."""
+"""`POST /generate`, `POST /generate/continue` and `POST /generate/melody`: text-to-music requests
+(musicgen-api, S.Rocks and hosted-API field names) and what a `generate` job row stores."""
 
 from __future__ import annotations
 
@@ -97,6 +97,15 @@ class GenerateRequest(BaseModel):
         description="Target integrated loudness in LUFS when `normalize` is true, -40 to -5. Default -14 "
         "(what streaming services play at).",
     )
+    melody_audio_url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)] | None = (
+        Field(
+            default=None,
+            description="With a melody model: an audio file whose melody (chroma) the music follows; fetched "
+            "safely by the server. An http(s) URL to WAV, FLAC, OGG, MP3 or M4A/AAC, at most MAX_UPLOAD_MB and "
+            "MAX_DURATION seconds; private and loopback addresses are refused. Needs a served model whose name "
+            "contains `melody` (422 `model_not_melody` otherwise).",
+        )
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -143,13 +152,38 @@ class GenerateJobParams(ContinueRequest):
         description="Object name in storage of the uploaded prompt audio (`{job_id}_prompt.<ext>`, the "
         "original bytes); null for text-only jobs. The worker continues it.",
     )
+    melody_audio: str | None = Field(
+        default=None,
+        description="Object name in storage of the melody audio (`{job_id}_melody.<ext>`, the original bytes, "
+        "uploaded or fetched from `melody_audio_url`); null without melody conditioning. The worker "
+        "conditions on its chroma.",
+    )
 
     @classmethod
-    def from_request(cls, request: GenerateRequest, seed: int, *, audio_prompt: str | None = None) -> GenerateJobParams:
-        """Job parameters from either request model; a plain `GenerateRequest` keeps `include_prompt`'s default."""
+    def from_request(
+        cls,
+        request: GenerateRequest,
+        seed: int,
+        *,
+        audio_prompt: str | None = None,
+        melody_audio: str | None = None,
+    ) -> GenerateJobParams:
+        """Job parameters from either request model; a plain `GenerateRequest` keeps `include_prompt`'s default.
+        `melody_audio_url` is not kept: the job holds the fetched file instead, and a URL may carry
+        credentials (a presigned query) that job listings should not show."""
         return cls(
-            **request.model_dump(exclude={"seed"}),
+            **request.model_dump(exclude={"seed", "melody_audio_url"}),
             seed=seed,
             full_prompt=request.folded_prompt(),
             audio_prompt=audio_prompt,
+            melody_audio=melody_audio,
         )
+
+
+MELODY_MODEL_MARKER = "melody"
+
+
+def is_melody_model(name: str) -> bool:
+    """Whether a served model name denotes a melody-conditioned model (`facebook/musicgen-melody`,
+    `facebook/musicgen-melody-large`, `random:tiny-melody`): the API decides by name, as it loads no model."""
+    return MELODY_MODEL_MARKER in name

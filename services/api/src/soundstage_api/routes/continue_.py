@@ -4,34 +4,25 @@ The upload is validated completely before any job exists: its size while it stre
 (413), then the parameters, then the audio itself, decoded in a worker thread (422
 `audio_undecodable`, `audio_empty`, `audio_too_long`). Only then is the job row written,
 the original upload stored as `{job_id}_prompt.<ext>` and the job enqueued, by the same
-`submit` as `POST /generate`.
+`submit` as `POST /generate` (through `submit_with_audio`, shared with `/generate/melody`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
-from soundstage.audio import decode_audio
-from soundstage.db import new_job_id
-from soundstage.queue import TaskName
-from soundstage.schemas import ContinueRequest, ErrorBody, JobCreated, JobKind
+from soundstage.schemas import ContinueRequest, ErrorBody, JobCreated
 from soundstage_api.auth import ApiKey
-from soundstage_api.routes.generate import ERRORS, Attachment, job_params, submit, validate_generation
+from soundstage_api.routes.generate import ERRORS, job_params, submit_with_audio, validate_generation
 from soundstage_api.state import State
-from soundstage_api.uploads import form_error, receive_form
+from soundstage_api.uploads import form_error, multipart_body_schema, parse_form_parameters, receive_form
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["generate"], dependencies=[ApiKey])
 
 FILE_PART = "audio_file"
-PARAMS_PART = "params"
 
 _CONTINUE_ERRORS: dict[int | str, dict[str, object]] = {
     **ERRORS,
@@ -45,33 +36,19 @@ _CONTINUE_ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def _request_body_schema() -> dict[str, Any]:
-    """The multipart body as OpenAPI shows it (the route reads the stream itself)."""
-    fields = ContinueRequest.model_json_schema(ref_template="#/components/schemas/{model}")["properties"]
-    properties = {
-        FILE_PART: {
-            "type": "string",
-            "format": "binary",
-            "description": "The audio to continue: WAV, FLAC, OGG, MP3, M4A/AAC or WebM, any rate and channel "
-            "count, at most MAX_UPLOAD_MB (default 50 MiB) and MAX_DURATION seconds (default 300). "
-            "The model uses the end of it as context.",
-        },
-        PARAMS_PART: {
-            "type": "string",
-            "description": "Alternatively, all the other fields as one JSON object (not together with form fields).",
-        },
-        **fields,
-    }
-    schema = {"type": "object", "required": [FILE_PART], "properties": properties}
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
-
-
 @router.post(
     "/generate/continue",
     response_model=JobCreated,
     responses=_CONTINUE_ERRORS,
     summary="Continue uploaded audio",
-    openapi_extra=_request_body_schema(),
+    openapi_extra=multipart_body_schema(
+        ContinueRequest,
+        file_field=FILE_PART,
+        file_description="The audio to continue: WAV, FLAC, OGG, MP3, M4A/AAC or WebM, any rate and channel "
+        "count, at most MAX_UPLOAD_MB (default 50 MiB) and MAX_DURATION seconds (default 300). "
+        "The model uses the end of it as context.",
+        exclude=("melody_audio_url",),
+    ),
 )
 @router.post("/generate/continue/", response_model=JobCreated, include_in_schema=False)
 async def generate_continue(request: Request, state: State) -> JobCreated:
@@ -80,66 +57,21 @@ async def generate_continue(request: Request, state: State) -> JobCreated:
     as form fields or as one `params` JSON part. Poll `GET /jobs/{job_id}` for the result."""
     settings = state.settings
     async with receive_form(request, file_field=FILE_PART, max_file_bytes=settings.max_upload_bytes) as form:
-        body = parse_parameters(form.fields, file_received=form.file_received)
-        model = validate_generation(body, settings)
-        decoded = await run_in_threadpool(decode_audio, form.file_path, max_seconds=settings.max_duration)
-        job_id = new_job_id()
-        prompt_name = f"{job_id}_prompt.{decoded.format}"
-        logger.info(
-            "job %s: prompt audio %s, %.2f s, %d Hz, %d channel(s), %d bytes",
-            job_id,
-            decoded.format,
-            decoded.duration,
-            decoded.sample_rate,
-            decoded.channels,
-            form.file_size,
+        body = parse_form_parameters(
+            form.fields, ContinueRequest, file_field=FILE_PART, file_received=form.file_received
         )
-        return await run_in_threadpool(
-            submit,
-            state,
-            kind=JobKind.GENERATE,
-            task=TaskName.MUSICGEN_GENERATE,
-            model=model,
-            params=job_params(body, audio_prompt=prompt_name),
-            job_id=job_id,
-            attachments=[Attachment(prompt_name, form.file_path)],
-        )
-
-
-def parse_parameters(fields: dict[str, str], *, file_received: bool) -> ContinueRequest:
-    """The request from form fields (an empty field counts as not sent) or from one `params` JSON
-    part; 422 with every invalid field, and with `audio_file` when it is missing."""
-    if PARAMS_PART in fields:
-        others = sorted(set(fields) - {PARAMS_PART})
-        if others:
+        if body.melody_audio_url is not None:
             raise form_error(
-                f"send the parameters either as form fields or as one `params` JSON part, not both "
-                f"(also got: {', '.join(others)}).",
-                ["body", PARAMS_PART],
+                "`melody_audio_url` is not supported by /generate/continue (use POST /generate or "
+                "POST /generate/melody).",
+                ["body", "melody_audio_url"],
             )
-        data = _params_object(fields[PARAMS_PART])
-        prefix: list[str | int] = ["body", PARAMS_PART]
-    else:
-        data = {name: value for name, value in fields.items() if value != ""}
-        prefix = ["body"]
-    errors: list[dict[str, Any]] = []
-    body = None
-    try:
-        body = ContinueRequest.model_validate(data)
-    except ValidationError as error:
-        errors = [{"loc": [*prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in error.errors()]
-    if not file_received:
-        errors.append({"loc": ["body", FILE_PART], "msg": "Field required", "type": "missing"})
-    if errors or body is None:
-        raise RequestValidationError(errors)
-    return body
-
-
-def _params_object(text: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise form_error("the `params` part is not valid JSON.", ["body", PARAMS_PART], "json_invalid") from error
-    if not isinstance(data, dict):
-        raise form_error("the `params` part must be a JSON object.", ["body", PARAMS_PART], "dict_type")
-    return data
+        model = validate_generation(body, settings)
+        return await submit_with_audio(
+            state,
+            model=model,
+            path=form.file_path,
+            size=form.file_size,
+            role="prompt",
+            params=lambda name: job_params(body, audio_prompt=name),
+        )

@@ -1,25 +1,36 @@
-"""`POST /generate`: validate, record the job, enqueue it. `submit` is shared with `/generate/continue`."""
+"""`POST /generate`: validate, record the job, enqueue it. `submit` is shared with
+`/generate/continue` and `/generate/melody`, `submit_with_audio` with both of them.
+
+With `melody_audio_url`, the melody is fetched (`soundstage.fetch`: public addresses only,
+MAX_UPLOAD_MB, FETCH_TIMEOUT_SECONDS) and decoded before any job exists, exactly as an upload
+is checked; only then is the job written with the fetched bytes stored as `{job_id}_melody.<ext>`.
+"""
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
 from soundstage import telemetry
+from soundstage.audio import decode_audio
+from soundstage.db import new_job_id
 from soundstage.errors import AppError, ErrorCode
 from soundstage.queue import TASK_QUEUES, Queue, TaskName, enqueue_job
 from soundstage.schemas import ErrorBody, GenerateJobParams, GenerateRequest, JobCreated, JobKind, JobStatus
-from soundstage.schemas.generate import SEED_MAX
+from soundstage.schemas.generate import SEED_MAX, is_melody_model
 from soundstage.settings import Settings
 from soundstage.storage import content_type_for
 from soundstage_api.auth import ApiKey
 from soundstage_api.errors import unavailable
 from soundstage_api.state import AppState, State
+from soundstage_api.uploads import fetched_url
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["generate"], dependencies=[ApiKey])
@@ -31,6 +42,21 @@ ERRORS: dict[int | str, dict[str, object]] = {
     503: {"model": ErrorBody, "description": "Database or queue down"},
 }
 
+_GENERATE_ERRORS: dict[int | str, dict[str, object]] = {
+    **ERRORS,
+    413: {"model": ErrorBody, "description": "`melody_audio_url` larger than MAX_UPLOAD_MB (code `url_too_large`)"},
+    422: {
+        "model": ErrorBody,
+        "description": "Invalid field (`validation_error`, `unknown_model`); with `melody_audio_url`: a model "
+        "that is not a melody model (`model_not_melody`), a URL refused (`url_not_allowed`), failing "
+        "(`url_fetch_failed`) or too slow (`url_timeout`), or audio that does not decode (`audio_undecodable`, "
+        "`audio_empty`, `audio_too_long`)",
+    },
+    503: {"model": ErrorBody, "description": "Database, queue or storage down"},
+}
+
+InputRole = Literal["prompt", "melody"]
+
 
 @dataclass(frozen=True)
 class Attachment:
@@ -40,13 +66,28 @@ class Attachment:
     path: Path
 
 
-@router.post("/generate", response_model=JobCreated, responses=ERRORS, summary="Generate music from text")
+@router.post("/generate", response_model=JobCreated, responses=_GENERATE_ERRORS, summary="Generate music from text")
 @router.post("/generate/", response_model=JobCreated, include_in_schema=False)
-def generate(body: GenerateRequest, state: State) -> JobCreated:
-    """Queue a text-to-music job and return its id; poll `GET /jobs/{job_id}` for the result."""
-    model = validate_generation(body, state.settings)
-    params = job_params(body)
-    return submit(state, kind=JobKind.GENERATE, task=TaskName.MUSICGEN_GENERATE, model=model, params=params)
+async def generate(body: GenerateRequest, state: State) -> JobCreated:
+    """Queue a text-to-music job and return its id; poll `GET /jobs/{job_id}` for the result. With
+    `melody_audio_url` (melody models only) the music follows the melody of that audio."""
+    settings = state.settings
+    model = validate_generation(body, settings)
+    if body.melody_audio_url is None:
+        params = job_params(body)
+        return await run_in_threadpool(
+            submit, state, kind=JobKind.GENERATE, task=TaskName.MUSICGEN_GENERATE, model=model, params=params
+        )
+    require_melody_model(model, settings)
+    async with fetched_url(body.melody_audio_url, settings) as fetched:
+        return await submit_with_audio(
+            state,
+            model=model,
+            path=fetched.path,
+            size=fetched.size,
+            role="melody",
+            params=lambda name: job_params(body, melody_audio=name),
+        )
 
 
 def validate_generation(body: GenerateRequest, settings: Settings) -> str:
@@ -55,12 +96,72 @@ def validate_generation(body: GenerateRequest, settings: Settings) -> str:
     return resolve_model(body.model, settings.served_models(Queue.MUSICGEN))
 
 
-def job_params(body: GenerateRequest, *, audio_prompt: str | None = None) -> dict[str, object]:
+def require_melody_model(model: str, settings: Settings) -> None:
+    """422 `model_not_melody` unless `model` (a served name) is a melody model."""
+    if is_melody_model(model):
+        return
+    melody_models = [name for name in settings.served_models(Queue.MUSICGEN) if is_melody_model(name)]
+    raise AppError(
+        ErrorCode.MODEL_NOT_MELODY,
+        f"Melody conditioning needs a melody model; {model!r} is not one. This server's melody models: "
+        f"{', '.join(melody_models) or 'none'}.",
+        status_code=422,
+        details=[
+            {
+                "loc": ["body", "model"],
+                "msg": "not a melody model",
+                "type": "model_not_melody",
+                "choices": melody_models,
+            }
+        ],
+    )
+
+
+def job_params(
+    body: GenerateRequest, *, audio_prompt: str | None = None, melody_audio: str | None = None
+) -> dict[str, object]:
     """What the job row stores (JSON). The seed is resolved here, not in the worker, so a
     redelivered job makes the same audio."""
     seed = secrets.randbelow(SEED_MAX + 1) if body.seed == -1 else body.seed
-    params = GenerateJobParams.from_request(body, seed, audio_prompt=audio_prompt)
-    return params.model_dump(mode="json", exclude={"model"})
+    params = GenerateJobParams.from_request(body, seed, audio_prompt=audio_prompt, melody_audio=melody_audio)
+    return params.model_dump(mode="json", exclude={"model", "melody_audio_url"})
+
+
+async def submit_with_audio(
+    state: AppState,
+    *,
+    model: str,
+    path: Path,
+    size: int,
+    role: InputRole,
+    params: Callable[[str], dict[str, object]],
+) -> JobCreated:
+    """Decode the input audio at `path` in a worker thread (422 `audio_undecodable`,
+    `audio_empty`, `audio_too_long`), then `submit` a generate job with the original bytes
+    stored as `{job_id}_{role}.<ext>`; `params(name)` gives the job's parameters."""
+    decoded = await run_in_threadpool(decode_audio, path, max_seconds=state.settings.max_duration)
+    job_id = new_job_id()
+    name = f"{job_id}_{role}.{decoded.format}"
+    logger.info(
+        "job %s: %s audio %s, %.2f s, %d Hz, %d channel(s), %d bytes",
+        job_id,
+        role,
+        decoded.format,
+        decoded.duration,
+        decoded.sample_rate,
+        decoded.channels,
+        size,
+    )
+    return await run_in_threadpool(
+        submit,
+        state,
+        kind=JobKind.GENERATE,
+        task=TaskName.MUSICGEN_GENERATE,
+        model=model,
+        params=params(name),
+        job_id=job_id,
+        attachments=[Attachment(name, path)],
+    )
 
 
 def submit(
