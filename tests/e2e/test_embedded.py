@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -38,6 +39,7 @@ def test_embedded_stack_generates_and_stops_cleanly(tmp_path: Path, model_cache_
         "soundstage run", [sys.executable, "-m", "soundstage", "run"], env, tmp_path / "run.log"
     ).start()
     base = f"http://127.0.0.1:{port}"
+    started: list[int] = []  # the launcher's children, killed at the end whatever happens
     try:
 
         def loaded() -> bool:
@@ -62,6 +64,7 @@ def test_embedded_stack_generates_and_stops_cleanly(tmp_path: Path, model_cache_
         assert (data / "files" / f"{job_id}_generated.wav").exists()
 
         children = child_pids(launcher.pid)
+        started.extend(children)
         commands = [_cmdline(pid) for pid in children]
         assert any("soundstage_api" in c for c in commands), commands
         assert any("soundstage_musicgen" in c for c in commands), commands
@@ -79,6 +82,13 @@ def test_embedded_stack_generates_and_stops_cleanly(tmp_path: Path, model_cache_
     finally:
         if launcher.alive():
             launcher.kill_group()
+        for pid in started:  # children run in their own sessions: not in the launcher's group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        leftover = re.search(r"embedded Redis at (redis://\S+)", launcher.log_text())
+        if leftover:  # the embedded redis-server daemonizes; stop it if the launcher could not
+            with contextlib.suppress(redis.RedisError):
+                redis.Redis.from_url(leftover.group(1), socket_connect_timeout=1).shutdown(nosave=True)
 
 
 def _cmdline(pid: int) -> str:
