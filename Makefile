@@ -14,14 +14,16 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install install-dev run migrate test test-unit lint format bench-api clean
+.PHONY: help install install-dev run migrate models test test-unit lint format bench-api bench-musicgen clean
 
 help:
 	@echo "make run        start the whole stack in embedded mode on http://127.0.0.1:8000 (PORT=...)"
 	@echo "make test       run the whole test suite (installs what it needs first)"
 	@echo "make migrate    apply database migrations to DATABASE_URL"
+	@echo "make models     download/build every served MusicGen model into the model cache (warm-up)"
 	@echo "make lint       ruff + mypy"
 	@echo "make bench-api  submission latency benchmark against real Redis + PostgreSQL"
+	@echo "make bench-musicgen  MusicGen decoding speed (random:small): the engine against plain generate"
 
 # The runtime (what `make run` needs) and the test/lint tools are installed separately,
 # so a plain `make run` does not pull moto, mypy and friends.
@@ -45,6 +47,9 @@ run: install
 migrate: install
 	$(BIN)/soundstage migrate
 
+models: install
+	$(BIN)/soundstage-musicgen-models
+
 test: install-dev
 	@scripts/ensure-test-servers.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -64,6 +69,9 @@ format: install-dev
 bench-api: install-dev
 	@scripts/ensure-test-servers.sh
 	$(BIN)/python -m bench.bench_api $(BENCH_ARGS)
+
+bench-musicgen: install-dev
+	$(BIN)/python -m bench.bench_musicgen $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
