@@ -93,6 +93,8 @@ def create_celery_app(settings: Settings, main: str = "soundstage") -> Celery:
             "interval_max": 0.5,
         },
         worker_hijack_root_logger=False,
+        # A prefork child that does not report in time is killed; give slow machines slack.
+        worker_proc_alive_timeout=30,
         worker_send_task_events=False,
         task_send_sent_event=False,
         enable_utc=True,

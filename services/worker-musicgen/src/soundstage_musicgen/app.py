@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any
 
 from celery import Celery
@@ -32,9 +33,16 @@ def create_app(settings: Settings, *, in_process_pool: bool = False) -> Celery:
     def warm_up(**_: Any) -> None:
         runtime = get_runtime(settings)
         runtime.start_heartbeat()
-        runtime.load_all()
-        if runtime.heartbeat:
-            runtime.heartbeat.beat()
+
+        def load() -> None:
+            runtime.load_all()
+            if runtime.heartbeat:
+                runtime.heartbeat.beat()
+
+        # Load in the background: a prefork child must report to its parent within seconds
+        # of the fork or it is killed and replaced, and loading takes longer than that (far
+        # longer for real weights). A job that arrives first waits on the engine's lock.
+        threading.Thread(target=load, name="soundstage-model-load", daemon=True).start()
 
     def stop(**_: Any) -> None:
         runtime = get_runtime(settings)
