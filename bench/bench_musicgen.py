@@ -79,7 +79,7 @@ class Run:
     audio_s: float  # seconds of audio the jobs returned, all together
     passes: int  # decoder forward passes
     sequence_steps: int  # sum over passes of the sequences decoded (CFG counts two per job)
-    cohorts: int | None = None  # engine: batches the scheduler decoded
+    batches: list[int] | None = None  # engine: jobs in each batch the scheduler decoded
 
     @property
     def throughput(self) -> float:
@@ -97,12 +97,16 @@ class DecoderCounter:
         self._codebooks = loaded.num_codebooks
         self.passes = 0
         self.sequence_steps = 0
+        self.starts: list[int] = []  # sequences in each pass that starts a new decode (no KV cache yet)
         loaded.model.decoder.register_forward_hook(self._hook, with_kwargs=True)
 
     def _hook(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
-        ids = kwargs.get("input_ids", args[0] if args else None)
+        ids = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
+        sequences = int(ids.shape[0]) // self._codebooks  # input rows are (sequence, codebook) pairs
         self.passes += 1
-        self.sequence_steps += int(ids.shape[0]) // self._codebooks  # rows are (sequence, codebook) pairs
+        self.sequence_steps += sequences
+        if kwargs.get("past_key_values") is None:
+            self.starts.append(sequences)
 
     def snapshot(self) -> tuple[int, int]:
         return self.passes, self.sequence_steps
@@ -125,8 +129,8 @@ class Bench:
         """Run `work` over `jobs` seeds; it returns the samples each job produced (checked here)."""
         seeds = list(range(self.seed, self.seed + jobs))
         self.seed += jobs
-        cohorts = self.engine.scheduler.cohorts if self.engine.scheduler else 0
         passes, sequence_steps = self.counter.snapshot()
+        starts = len(self.counter.starts)
         started_cpu, started = time.process_time(), time.perf_counter()
         lengths = work(seeds)
         wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
@@ -142,7 +146,8 @@ class Bench:
             audio_s=sum(lengths) / self.loaded.sample_rate,
             passes=passes_now - passes,
             sequence_steps=sequence_steps_now - sequence_steps,
-            cohorts=self.engine.scheduler.cohorts - cohorts if path == ENGINE and self.engine.scheduler else None,
+            # every job uses guidance: two sequences per job
+            batches=[n // 2 for n in self.counter.starts[starts:]] if path == ENGINE else None,
         )
 
     def engine_jobs(self, jobs: int, duration_s: float) -> Run:
@@ -238,14 +243,12 @@ def machine(loaded: LoadedModel) -> list[tuple[str, str]]:
     device = loaded.device
     if device == "cuda":
         device += f" ({torch.cuda.get_device_name()})"
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     torch_version = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
     return [
         ("date", date.today().isoformat()),
         ("cpu", f"{cpu}, {len(os.sched_getaffinity(0))} cores; device {device}"),
         ("os", f"{platform.system()} {platform.release()}, Python {platform.python_version()}"),
         ("software", f"{torch_version}, transformers {metadata.version('transformers')}"),
-        ("load avg", f"{load} (1/5/15 min, before the run; other work on the machine slows every row)"),
     ]
 
 
@@ -280,23 +283,26 @@ def report_concurrent(bench: Bench, runs: list[Run]) -> None:
     print(f"\nConcurrent jobs: N jobs of {bench.duration_s:g} s submitted at once; aggregate audio-s per wall-s")
     header = (
         f"{'jobs':>4}  {'path':30} {'wall s':>7} {'audio s':>8} {'audio-s/s':>10} {'vs seq':>7} "
-        f"{'passes':>7} {'seq-steps':>10} {'batches':>8}"
+        f"{'passes':>7} {'seq-steps':>10}  batches"
     )
     print(header + "\n" + "-" * len(header))
     sequential = {run.jobs: run for run in runs if run.path == SEQUENTIAL}
     for run in runs:
         base = sequential.get(run.jobs)
         versus = f"{run.throughput / base.throughput:.2f}x" if base else "-"
-        batches = str(run.cohorts) if run.cohorts is not None else "-"
+        batches = "+".join(map(str, run.batches)) if run.batches else "-"
         print(
             f"{run.jobs:>4}  {run.path:30} {run.wall_s:>7.1f} {run.audio_s:>8.1f} {run.throughput:>10.3f} "
-            f"{versus:>7} {run.passes:>7} {run.sequence_steps:>10} {batches:>8}"
+            f"{versus:>7} {run.passes:>7} {run.sequence_steps:>10}  {batches}"
+        )
+    if any(run.path == ONE_BATCH for run in runs):
+        print(
+            "* one generate call given all N prompts: plain generate's best case; it cannot mix durations,\n"
+            "  settings or seeds across jobs, and a job arriving during the call waits for all of it."
         )
     print(
-        "* one generate call given all N prompts: plain generate's best case; it cannot mix durations,\n"
-        "  settings or seeds across jobs, and a job arriving during the call waits for all of it.\n"
         "passes: decoder forward passes; seq-steps: sequences decoded over all passes (2 per job per step\n"
-        "with guidance); batches: cohorts the engine's scheduler decoded."
+        "with guidance); batches: jobs in each batch the engine's scheduler decoded, in order."
     )
     engine = {run.jobs: run for run in runs if run.path == ENGINE}
     n = TARGET_CONCURRENT_JOBS
@@ -313,20 +319,16 @@ def report_concurrent(bench: Bench, runs: list[Run]) -> None:
             met = gpu[0].throughput >= GPU_TARGET_AGGREGATE
             print(f"GPU target: {GPU_TARGET_JOBS} jobs of 10 s >= {GPU_TARGET_AGGREGATE:g} audio-s/s: {verdict(met)}")
         else:
-            print(f"GPU target ({GPU_TARGET_JOBS} jobs of 10 s) not measured: add --duration 10 --concurrency 1,16")
+            hint = f"--duration 10 --concurrency 1,{GPU_TARGET_JOBS} --max-batch {GPU_TARGET_JOBS}"
+            print(f"GPU target ({GPU_TARGET_JOBS} jobs of 10 s) not measured; run with {hint}")
 
 
-def benchmark(args: argparse.Namespace) -> int:
-    engine = MusicgenEngine(args.model, args.cache_dir, args.device, mode="batched", max_batch=args.max_batch)
-    started = time.perf_counter()
-    bench = Bench(engine, args.duration)
-    loaded, steps = bench.loaded, bench.steps(args.duration)
-    print(f"loaded {args.model} on {loaded.device} in {time.perf_counter() - started:.1f} s")
-    info = machine(loaded)
-    warm = min(args.duration, 0.2)
-    print(f"warming up (a job of {args.duration:g} s on each path, then {warm:g} s at each concurrency)")
-    bench.engine_jobs(1, args.duration)
-    bench.plain_sequential(1, args.duration)
+def measure(bench: Bench, args: argparse.Namespace) -> tuple[list[Run], list[Run], list[Run]]:
+    """Batch-1 runs of the engine and of plain generate, then the concurrent rows."""
+    warm = min(args.duration, 0.5)  # the first call at a new batch size is slower; the length does not matter
+    print(f"warming up: a {warm:g} s job on each path, and again at each concurrency")
+    bench.engine_jobs(1, warm)
+    bench.plain_sequential(1, warm)
     if args.profile:  # untimed: py-spy shares the cores
         with profiler(args.profile.with_name(args.profile.name + ".engine.txt")):
             bench.engine_jobs(1, args.duration)
@@ -351,6 +353,17 @@ def benchmark(args: argparse.Namespace) -> int:
             bench.plain_sequential(jobs, args.duration),
             bench.plain_one_batch(jobs, args.duration),
         ]
+    return engine_runs, plain_runs, concurrent
+
+
+def benchmark(args: argparse.Namespace) -> int:
+    engine = MusicgenEngine(args.model, args.cache_dir, args.device, mode="batched", max_batch=args.max_batch)
+    started = time.perf_counter()
+    bench = Bench(engine, args.duration)
+    loaded, steps = bench.loaded, bench.steps(args.duration)
+    print(f"loaded {args.model} on {loaded.device} in {time.perf_counter() - started:.1f} s")
+    info, load_before = machine(loaded), os.getloadavg()
+    engine_runs, plain_runs, concurrent = measure(bench, args)
     print(f"\nMusicGen decoding: {args.model} on {loaded.device}, {args.duration:g} s of audio per job")
     frames = steps - loaded.codebooks_per_channel + 1
     print(f"  work      {frames} frames + {steps - frames} delay steps = {steps} decoder steps per job; guidance")
@@ -358,6 +371,8 @@ def benchmark(args: argparse.Namespace) -> int:
     print(f"            max batch {args.max_batch}; audio decoded by the codec and returned in both paths")
     for key, value in info:
         print(f"  {key:9} {value}")
+    loads = "; ".join(", ".join(f"{v:.2f}" for v in load) for load in (load_before, os.getloadavg()))
+    print(f"  load avg  {loads} (1/5/15 min, before; after): other work on the machine slows every row")
     report_batch1(bench, engine_runs, plain_runs)
     report_concurrent(bench, concurrent)
     return 0
@@ -377,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto")
     default_cache = Path(os.environ.get("MODEL_CACHE_DIR") or Path(os.environ.get("DATA_DIR", "data")) / "models")
     parser.add_argument("--cache-dir", type=Path, default=default_cache, help=f"model cache (default {default_cache})")
-    parser.add_argument("--profile", type=Path, help="also record py-spy profiles of an extra untimed batch-1 run")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy profiles of an extra untimed batch-1 job: FILE.engine.txt, FILE.plain.txt"
+    )
     args = parser.parse_args(argv)
     try:
         args.concurrency = [int(n) for n in args.concurrency.split(",")]

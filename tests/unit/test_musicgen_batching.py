@@ -143,3 +143,14 @@ def test_a_failing_job_does_not_fail_its_batch_mates(batched: MusicgenEngine) ->
     together = run_batched_behind_a_blocker(batched, JOBS[:2], [explode, None])
     assert isinstance(together[0], RuntimeError)
     assert isinstance(together[1], list) and together[1][0].samples.shape == (1, 80000)
+
+
+def test_jobs_released_together_start_as_one_batch(cache: Path) -> None:
+    # A fresh engine, so its counters see only these jobs: they encode their prompts at
+    # slightly different times, and the decoder waits for the ones still arriving.
+    engine = MusicgenEngine("random:tiny", cache, device="cpu", mode="batched", max_batch=8)
+    engine.load()
+    results = run_together(engine, JOBS)
+    assert all(isinstance(result, list) for result in results), results
+    assert engine.scheduler is not None
+    assert engine.scheduler.cohorts == 1 and engine.scheduler.largest_cohort == 4

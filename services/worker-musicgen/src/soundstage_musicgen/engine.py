@@ -162,7 +162,10 @@ class MusicgenEngine:
             )
         progress = on_progress or _ignore_progress
         if self._scheduler is not None:
-            return _generate(loaded, params, progress, _BatchedWindows(loaded, self._scheduler, params))
+            # Until its first window is submitted, this job counts as arriving, so a batch
+            # starting meanwhile waits briefly for it (see CohortScheduler).
+            with self._scheduler.arriving() as arrived:
+                return _generate(loaded, params, progress, _BatchedWindows(loaded, self._scheduler, params, arrived))
         with self._lock:  # the plain path seeds torch's global generator: one job at a time
             return _generate(loaded, params, progress, _PlainWindows(loaded, params))
 
@@ -278,10 +281,13 @@ class _PlainWindows:
 class _BatchedWindows:
     """Each take is a row of the shared decoding batch, with its own counter-based random stream."""
 
-    def __init__(self, loaded: LoadedModel, scheduler: CohortScheduler, params: GenerationParams) -> None:
+    def __init__(
+        self, loaded: LoadedModel, scheduler: CohortScheduler, params: GenerationParams, arrived: Callable[[], None]
+    ) -> None:
         self._loaded = loaded
         self._scheduler = scheduler
         self._params = params
+        self._arrived = arrived
         self._text_states = encode_text(loaded, params.prompt)
 
     def __call__(
@@ -317,7 +323,7 @@ class _BatchedWindows:
             )
             for take in range(p.num_outputs)
         ]
-        self._scheduler.run(rows)
+        self._scheduler.run(rows, arrived=self._arrived)
         for row in rows:
             if row.error is not None:
                 raise row.error

@@ -11,15 +11,23 @@ its batch-mates.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from soundstage_musicgen.cohort import Row, run_cohort
 from soundstage_musicgen.loading import LoadedModel
 
 logger = logging.getLogger(__name__)
+
+# Jobs submitted together reach the decoder tens to hundreds of milliseconds apart (each
+# first encodes its prompt). A batch about to start waits at most this long for jobs that
+# have begun arriving, instead of making them wait a whole window (up to 30 s of audio).
+GATHER_SECONDS = 1.0
 
 
 @dataclass
@@ -38,19 +46,43 @@ class CohortScheduler:
         self._loaded = loaded
         self._max_rows = max(1, max_rows)
         self._pending: deque[_Submission] = deque()
+        self._arriving = 0  # jobs that started `generate` but have not submitted their first window
         self.cohorts = 0  # decoded so far
         self.largest_cohort = 0  # most rows decoded together
         self._wake = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="musicgen-decoder", daemon=True)
         self._thread.start()
 
-    def run(self, rows: list[Row]) -> None:
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[Callable[[], None]]:
+        """Count a job as arriving until it calls the yielded function (at its first submission)
+        or leaves the block."""
+        with self._wake:
+            self._arriving += 1
+        done = False
+
+        def arrived() -> None:
+            nonlocal done
+            with self._wake:
+                if not done:
+                    done = True
+                    self._arriving -= 1
+                    self._wake.notify_all()
+
+        try:
+            yield arrived
+        finally:
+            arrived()
+
+    def run(self, rows: list[Row], arrived: Callable[[], None] | None = None) -> None:
         """Decode ``rows`` (one window of one job's takes) with whatever else is waiting; blocks
         until each row has a result or an error. Raises if the batch itself failed."""
         submission = _Submission(rows)
         with self._wake:
             self._pending.append(submission)
-            self._wake.notify()
+            self._wake.notify_all()
+        if arrived is not None:
+            arrived()
         submission.done.wait()
         if submission.error is not None:
             raise submission.error
@@ -60,8 +92,18 @@ class CohortScheduler:
             with self._wake:
                 while not self._pending:
                     self._wake.wait()
+                self._gather()
                 batch = self._take_cohort()
             self._decode(batch)
+
+    def _gather(self) -> None:
+        """Wait (briefly, lock held by the caller's condition) for jobs that are arriving."""
+        deadline = time.monotonic() + GATHER_SECONDS
+        while self._arriving > 0 and sum(len(s.rows) for s in self._pending) < self._max_rows:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.wait(remaining)
 
     def _take_cohort(self) -> list[_Submission]:
         first = self._pending.popleft()
