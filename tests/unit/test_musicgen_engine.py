@@ -233,11 +233,10 @@ def test_every_documented_guidance_scale_generates(engine: MusicgenEngine, scale
     assert np.isfinite(audio.samples).all()
 
 
-def test_a_melody_checkpoint_is_refused_with_a_clear_message(tmp_path: Path) -> None:
-    config = {"model_type": "musicgen_melody"}
-    folder = tmp_path / "melody"
+def test_a_checkpoint_that_is_not_musicgen_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    folder = tmp_path / "not-musicgen"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(ModelUnavailableError) as excinfo:
         MusicgenEngine(str(folder), tmp_path).load()
-    assert "musicgen_melody" in excinfo.value.message and "not supported yet" in excinfo.value.message
+    assert "'bert' checkpoint, not a MusicGen one" in excinfo.value.message
