@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from soundstage.errors import JobCancelledError
+from soundstage_musicgen.generation import PROGRESS_EVERY_STEPS
 from soundstage_musicgen.loading import LoadedModel
 from soundstage_musicgen.sampler import RowSampling, sample
 
 if TYPE_CHECKING:
     import torch
-
-PROGRESS_EVERY_STEPS = 5
 
 
 @dataclass
