@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     URL_FETCH_FAILED = "url_fetch_failed"
     URL_TIMEOUT = "url_timeout"
     URL_TOO_LARGE = "url_too_large"
+    STEMS_NOT_SUPPORTED = "stems_not_supported"
     # Dependencies down (503)
     DATABASE_UNAVAILABLE = "database_unavailable"
     BROKER_UNAVAILABLE = "broker_unavailable"

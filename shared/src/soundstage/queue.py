@@ -27,10 +27,12 @@ class TaskName(StrEnum):
     """Explicit dotted task names: `<pool>.<action>`."""
 
     MUSICGEN_GENERATE = "musicgen.generate"
+    DEMUCS_SEPARATE = "demucs.separate"
 
 
 TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.MUSICGEN_GENERATE: Queue.MUSICGEN,
+    TaskName.DEMUCS_SEPARATE: Queue.DEMUCS,
 }
 
 

@@ -71,8 +71,8 @@ class Settings(BaseSettings):
     )
     allow_private_urls: bool = Field(
         default=False,
-        description="Let URL inputs (`melody_audio_url`) reach loopback, private, link-local, CGNAT and other "
-        "non-public addresses (cloud metadata included). Off: such URLs get 422 `url_not_allowed`. For tests "
+        description="Let URL inputs (`melody_audio_url`, `audio_url`) reach loopback, private, link-local, CGNAT and "
+        "other non-public addresses (cloud metadata included). Off: such URLs get 422 `url_not_allowed`. For tests "
         "and closed networks only.",
     )
     fetch_timeout_seconds: float = Field(
@@ -105,6 +105,41 @@ class Settings(BaseSettings):
         description="Most sequences (jobs x takes) one MusicGen worker decodes at once; also the number "
         "of jobs it takes from the queue at a time.",
     )
+    demucs_model: str = Field(
+        default="htdemucs",
+        description="Model the Demucs pool serves: a demucs name (`htdemucs`, `htdemucs_ft`, `htdemucs_6s`, "
+        "`hdemucs_mmi`, `mdx_extra`, ...), a local `.th`/`.yaml` file or folder, or `random:tiny`.",
+    )
+    demucs_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated models the Demucs pool serves (requests pick one with `model`; the first "
+        "is the default). Empty: DEMUCS_MODEL alone.",
+    )
+    demucs_model_dir: Path | None = Field(
+        default=None,
+        description="Folder of demucs model files (`<sig>.th` and `<name>.yaml` bags, as `demucs --repo` "
+        "reads) for air-gapped sites: named models load from here and nothing is downloaded. Unset: the "
+        "Hugging Face hub, then the legacy demucs URLs (as demucs 4.1.0 does).",
+    )
+    demucs_max_jobs: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Separations one Demucs worker runs at once; their segments share the model's batches.",
+    )
+    demucs_batch_segments: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Most segments in one model call (all running jobs together). 0: 8 on a GPU, 1 on a CPU "
+        "(where batching does not make a call faster but costs memory).",
+    )
+    max_separate_seconds: float = Field(
+        default=1800.0,
+        gt=1,
+        le=14400,
+        description="Longest audio `POST /separate` accepts, in seconds; longer gets 422 `audio_too_long`.",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Torch device for workers.")
     job_timeout_seconds: int = Field(
         default=3600, ge=10, description="Hard limit for one job; the broker's visibility timeout is set above it."
@@ -129,14 +164,14 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: Literal["text", "json"] = Field(default="text", description="`json` in production.")
 
-    @field_validator("api_keys", "musicgen_models", mode="before")
+    @field_validator("api_keys", "musicgen_models", "demucs_models", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("musicgen_models")
+    @field_validator("musicgen_models", "demucs_models")
     @classmethod
     def _unique_models(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
@@ -177,6 +212,8 @@ class Settings(BaseSettings):
         """Model names a pool serves, the default first; the API validates a request's `model` against these."""
         if queue is Queue.MUSICGEN:
             return list(self.musicgen_models) or [self.musicgen_model]
+        if queue is Queue.DEMUCS:
+            return list(self.demucs_models) or [self.demucs_model]
         return []
 
     def require_redis_url(self) -> str:

@@ -3,6 +3,7 @@
 from soundstage.schemas.common import TERMINAL_STATUSES, AudioFormat, JobKind, JobStatus
 from soundstage.schemas.generate import ContinueRequest, GenerateJobParams, GenerateRequest
 from soundstage.schemas.jobs import JobCreated, JobList, JobResult, JobView, OutputFile
+from soundstage.schemas.separate import STEMS_BY_MODE, SeparateJobParams, SeparateOptions, SeparateUrlRequest
 from soundstage.schemas.system import (
     ErrorBody,
     ErrorDetail,
@@ -18,6 +19,7 @@ from soundstage.schemas.system import (
 from soundstage.schemas.tasks import JobTaskPayload
 
 __all__ = [
+    "STEMS_BY_MODE",
     "TERMINAL_STATUSES",
     "AudioFormat",
     "ContinueRequest",
@@ -39,6 +41,9 @@ __all__ = [
     "QueueInfo",
     "Ready",
     "ReadyCheck",
+    "SeparateJobParams",
+    "SeparateOptions",
+    "SeparateUrlRequest",
     "StoredFile",
     "WorkerInfo",
 ]

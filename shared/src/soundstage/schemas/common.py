@@ -26,6 +26,7 @@ class JobKind(StrEnum):
     """What a job does; each kind belongs to one worker pool."""
 
     GENERATE = "generate"
+    SEPARATE = "separate"
 
 
 class AudioFormat(StrEnum):

@@ -54,7 +54,7 @@ class JobView(BaseModel):
     started_at: datetime | None = Field(default=None, description="When a worker last started it (UTC).")
     finished_at: datetime | None = Field(default=None, description="When it reached a final status (UTC).")
     model: str | None = Field(default=None, description="Model that serves (or served) the job.")
-    kind: JobKind = Field(description="What the job does (`generate`).")
+    kind: JobKind = Field(description="What the job does: `generate` (MusicGen) or `separate` (Demucs).")
     params: dict[str, Any] = Field(description="The validated request parameters.")
     result: JobResult | None = Field(default=None, description="Set once the job completed.")
     attempts: int = Field(description="How many times a worker started this job (more than 1 after a crash).")

@@ -1,0 +1,1 @@
+"""Soundstage Demucs worker pool: stem separation jobs from the `demucs` queue."""
