@@ -7,21 +7,16 @@ process, after the worker started (never at import).
 
 from __future__ import annotations
 
-import logging
 import sys
-import threading
-from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 
 from soundstage.logs import configure_logging
+from soundstage.pool import connect_start_up, pool_from_args, worker_argv
 from soundstage.queue import Queue, create_celery_app
 from soundstage.settings import Settings
 from soundstage_musicgen.runtime import get_runtime
 from soundstage_musicgen.tasks import register_tasks
-
-logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, in_process_pool: bool = False) -> Celery:
@@ -29,43 +24,14 @@ def create_app(settings: Settings, *, in_process_pool: bool = False) -> Celery:
     otherwise in prefork children, which load the model after the fork."""
     app = create_celery_app(settings, "soundstage-musicgen")
     register_tasks(app, settings)
-
-    def warm_up(**_: Any) -> None:
-        runtime = get_runtime(settings)
-        runtime.start_heartbeat()
-
-        def load() -> None:
-            runtime.load_all()
-            if runtime.heartbeat:
-                runtime.heartbeat.beat()
-
-        # Load in the background: a prefork child must report to its parent within seconds
-        # of the fork or it is killed and replaced, and loading takes longer than that (far
-        # longer for real weights). A job that arrives first waits on the engine's lock.
-        threading.Thread(target=load, name="soundstage-model-load", daemon=True).start()
-
-    def stop(**_: Any) -> None:
-        runtime = get_runtime(settings)
-        if runtime.heartbeat:
-            runtime.heartbeat.stop()
-
-    if in_process_pool:
-        worker_ready.connect(warm_up, weak=False)
-        worker_shutdown.connect(stop, weak=False)
-    else:
-        worker_process_init.connect(warm_up, weak=False)
-        worker_process_shutdown.connect(stop, weak=False)
+    connect_start_up(
+        app,
+        start=lambda: get_runtime(settings).start_heartbeat(),
+        load=lambda: get_runtime(settings).load_all(),
+        stop=lambda: get_runtime(settings).stop_heartbeat(),
+        in_process=in_process_pool,
+    )
     return app
-
-
-def _pool(args: list[str]) -> str | None:
-    """The pool named on the command line, if any."""
-    for index, arg in enumerate(args):
-        if arg.startswith("--pool="):
-            return arg.split("=", 1)[1]
-        if arg in ("--pool", "-P") and index + 1 < len(args):
-            return args[index + 1]
-    return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,23 +42,10 @@ def main(argv: list[str] | None = None) -> None:
     # waiting at the same time share the model's batches. `--pool=prefork --concurrency=1`
     # (one job at a time, crash isolation per process) and `--pool=solo` also work.
     batched = settings.musicgen_engine == "batched"
-    pool = _pool(args) or ("threads" if batched else "prefork")
-    concurrency = str(settings.musicgen_max_batch if pool == "threads" else 1)
+    pool = pool_from_args(args) or ("threads" if batched else "prefork")
+    concurrency = settings.musicgen_max_batch if pool == "threads" else 1
     app = create_app(settings, in_process_pool=pool in ("solo", "threads"))
-    defaults = [
-        "worker",
-        "--queues",
-        Queue.MUSICGEN.value,
-        "--pool",
-        pool,
-        "--concurrency",
-        concurrency,
-        "--loglevel",
-        settings.log_level,
-        "--without-gossip",
-        "--without-mingle",
-    ]
-    app.worker_main(argv=[*defaults, *args])
+    app.worker_main(argv=worker_argv(Queue.MUSICGEN, pool=pool, concurrency=concurrency, settings=settings, extra=args))
 
 
 if __name__ == "__main__":

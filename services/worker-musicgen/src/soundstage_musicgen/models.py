@@ -14,45 +14,26 @@ exit status is 1 if any could not be made available.
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from soundstage.errors import ModelUnavailableError
 from soundstage.logs import configure_logging
+from soundstage.pool import warm_up_models
 from soundstage.queue import Queue
 from soundstage.settings import Settings
 from soundstage_musicgen.engine import MusicgenEngine
-
-logger = logging.getLogger(__name__)
 
 
 def main() -> int:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     cache_dir = settings.resolved_model_cache_dir
-    models = settings.served_models(Queue.MUSICGEN)
-    failed: list[str] = []
-    for ref in models:
-        logger.info("loading model %s", ref)
-        try:
-            engine = MusicgenEngine(ref, cache_dir, device="cpu", mode="plain")
-            engine.load()
-            info = engine.info
-        except ModelUnavailableError as error:
-            logger.error("model %s is not available: %s", ref, error.message)
-            failed.append(ref)
-            continue
-        except Exception:  # disk, network or checkpoint errors: report every model, then fail
-            logger.exception("model %s could not be loaded", ref)
-            failed.append(ref)
-            continue
-        logger.info("model %s available (random weights: %s)", ref, info.random_weights)
-        del engine  # free its weights before the next model loads
-    if failed:
-        logger.error("%d of %d models unavailable: %s", len(failed), len(models), ", ".join(failed))
-        return 1
-    logger.info("all %d models available", len(models))
-    return 0
+
+    def load(ref: str) -> bool:
+        engine = MusicgenEngine(ref, cache_dir, device="cpu", mode="plain")
+        engine.load()
+        return engine.info.random_weights  # the engine (and its weights) go before the next model loads
+
+    return warm_up_models(settings.served_models(Queue.MUSICGEN), load)
 
 
 if __name__ == "__main__":

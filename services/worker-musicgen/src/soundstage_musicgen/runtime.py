@@ -1,22 +1,17 @@
-"""Per-process worker state: the engine (loaded once), repository, storage, Redis and heartbeat."""
+"""Per-process state of a MusicGen worker: one engine per served model (each loaded once), and the job services."""
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from dataclasses import dataclass, field
 
-from redis import Redis
-
-from soundstage.db import JobRepository, create_db_engine, create_session_factory, utcnow
+from soundstage.db import utcnow
 from soundstage.errors import AppError, ErrorCode, ModelUnavailableError
-from soundstage.jobrunner import JobRunner
+from soundstage.pool import JobServices
 from soundstage.queue import Queue
 from soundstage.schemas import WorkerInfo
 from soundstage.settings import Settings
-from soundstage.storage import ObjectStore, open_store
 from soundstage.workers import Heartbeat
 from soundstage_musicgen.engine import MusicgenEngine
 
@@ -27,30 +22,12 @@ logger = logging.getLogger(__name__)
 class WorkerRuntime:
     settings: Settings
     engines: dict[str, MusicgenEngine]  # one per served model, in MUSICGEN_MODELS order
-    repo: JobRepository
-    store: ObjectStore
-    redis: Redis[bytes]
-    runner: JobRunner
-    hostname: str
+    services: JobServices
     heartbeat: Heartbeat | None = None
     load_errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerRuntime:
-        hostname = f"{socket.gethostname()}:{os.getpid()}"
-        repo = JobRepository(create_session_factory(create_db_engine(settings.resolved_database_url)))
-        store = open_store(
-            settings.resolved_storage_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region
-        )
-        redis = Redis.from_url(settings.require_redis_url(), socket_connect_timeout=2, socket_timeout=5)
-        runner = JobRunner(
-            repo=repo,
-            store=store,
-            redis=redis,
-            worker_name=hostname,
-            max_attempts=settings.max_job_attempts,
-            stale_after_s=settings.job_heartbeat_timeout,
-        )
         engines = {
             ref: MusicgenEngine(
                 ref,
@@ -61,9 +38,7 @@ class WorkerRuntime:
             )
             for ref in settings.served_models(Queue.MUSICGEN)
         }
-        return cls(
-            settings=settings, engines=engines, repo=repo, store=store, redis=redis, runner=runner, hostname=hostname
-        )
+        return cls(settings=settings, engines=engines, services=JobServices.build(settings))
 
     def engine_for(self, model: str | None) -> MusicgenEngine:
         """The loaded engine serving ``model``; a failure to load fails the job, not the worker."""
@@ -85,6 +60,8 @@ class WorkerRuntime:
             except ModelUnavailableError as error:
                 # Keep consuming: its jobs fail fast with model_unavailable and say how to fix it.
                 logger.error("model %s unavailable: %s", engine.model_ref, error.message)
+        if self.heartbeat:
+            self.heartbeat.beat()
 
     def _load(self, engine: MusicgenEngine) -> None:
         try:
@@ -95,14 +72,18 @@ class WorkerRuntime:
         self.load_errors.pop(engine.model_ref, None)
 
     def start_heartbeat(self) -> None:
-        self.heartbeat = Heartbeat(self.redis, self.describe)
+        self.heartbeat = Heartbeat(self.services.redis, self.describe)
         self.heartbeat.start()
+
+    def stop_heartbeat(self) -> None:
+        if self.heartbeat:
+            self.heartbeat.stop()
 
     def describe(self) -> WorkerInfo:
         loaded = [engine for engine in self.engines.values() if engine.loaded]
         info = loaded[0].info if loaded else None
         return WorkerInfo(
-            hostname=self.hostname,
+            hostname=self.services.hostname,
             queue=Queue.MUSICGEN.value,
             model=next(iter(self.engines)),
             models_loaded=[engine.model_ref for engine in loaded],

@@ -1,0 +1,50 @@
+"""Celery app factory and entry point of the Demucs pool.
+
+`soundstage-demucs-worker [celery worker options]` builds the settings and the app, then runs
+`celery worker` on the `demucs` queue. Models load once per worker process, after it started.
+By default the worker runs DEMUCS_MAX_JOBS jobs at once in threads, so that the segments of jobs
+waiting at the same time share the model's calls; `--pool=prefork --concurrency=1` (crash isolation
+per process) and `--pool=solo` also work.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from celery import Celery
+
+from soundstage.logs import configure_logging
+from soundstage.pool import connect_start_up, pool_from_args, worker_argv
+from soundstage.queue import Queue, create_celery_app
+from soundstage.settings import Settings
+from soundstage_demucs.runtime import get_runtime
+from soundstage_demucs.tasks import register_tasks
+
+
+def create_app(settings: Settings, *, in_process_pool: bool = False) -> Celery:
+    """`in_process_pool`: tasks run in the worker's main process (threads/solo pools); otherwise in
+    prefork children, which load the model after the fork."""
+    app = create_celery_app(settings, "soundstage-demucs")
+    register_tasks(app, settings)
+    connect_start_up(
+        app,
+        start=lambda: get_runtime(settings).start_heartbeat(),
+        load=lambda: get_runtime(settings).load_all(),
+        stop=lambda: get_runtime(settings).stop_heartbeat(),
+        in_process=in_process_pool,
+    )
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    args = list(sys.argv[1:] if argv is None else argv)
+    pool = pool_from_args(args) or "threads"
+    concurrency = settings.demucs_max_jobs if pool == "threads" else 1
+    app = create_app(settings, in_process_pool=pool in ("solo", "threads"))
+    app.worker_main(argv=worker_argv(Queue.DEMUCS, pool=pool, concurrency=concurrency, settings=settings, extra=args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""What every worker pool's process shares: its job services, its Celery task base, its start-up.
+
+A pool package (``soundstage_musicgen``, ``soundstage_demucs``) keeps only what is its own: its
+engines and its job function. The plumbing around them is defined here once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from soundstage.db import JobRepository, create_db_engine, create_session_factory
+from soundstage.errors import ErrorCode
+from soundstage.jobrunner import JobRunner
+from soundstage.queue import Queue
+from soundstage.settings import Settings
+from soundstage.storage import ObjectStore, open_store
+
+if TYPE_CHECKING:
+    from celery import Celery, Task
+    from redis import Redis
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class JobServices:
+    """The database, storage, Redis and job runner of one worker process."""
+
+    repo: JobRepository
+    store: ObjectStore
+    redis: Redis[bytes]
+    runner: JobRunner
+    hostname: str  # `host:pid`, how the job rows and the worker registry name this process
+
+    @classmethod
+    def build(cls, settings: Settings) -> JobServices:
+        from redis import Redis
+
+        hostname = f"{socket.gethostname()}:{os.getpid()}"
+        repo = JobRepository(create_session_factory(create_db_engine(settings.resolved_database_url)))
+        store = open_store(
+            settings.resolved_storage_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region
+        )
+        redis = Redis.from_url(settings.require_redis_url(), socket_connect_timeout=2, socket_timeout=5)
+        runner = JobRunner(
+            repo=repo,
+            store=store,
+            redis=redis,
+            worker_name=hostname,
+            max_attempts=settings.max_job_attempts,
+            stale_after_s=settings.job_heartbeat_timeout,
+        )
+        return cls(repo=repo, store=store, redis=redis, runner=runner, hostname=hostname)
+
+
+def job_task_base(runner: Callable[[], JobRunner]) -> type[Task]:
+    """A Celery Task base that ends the job, instead of leaving it processing, when its retries for a
+    platform error ran out."""
+    from celery import Task
+
+    class JobTask(Task):  # type: ignore[misc]
+        def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+            job_id = args[0] if args else kwargs.get("job_id")
+            try:
+                runner().fail(
+                    job_id, ErrorCode.INTERNAL_ERROR, f"The job could not be completed: {type(exc).__name__}: {exc}"
+                )
+            except Exception:
+                logger.exception("job %s: could not record the failure", job_id)
+
+    return JobTask
+
+
+def connect_start_up(
+    app: Celery, *, load: Callable[[], None], start: Callable[[], None], stop: Callable[[], None], in_process: bool
+) -> None:
+    """Run ``start`` (heartbeat) when the worker (or each prefork child) starts, then ``load`` (models) in a
+    background thread; ``stop`` when it shuts down.
+
+    Loading runs in the background because a prefork child must report to its parent within seconds of
+    the fork or it is killed and replaced, and loading takes longer than that (far longer for real
+    weights). A job that arrives first waits on its engine's lock."""
+    from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+
+    def started(**_: Any) -> None:
+        start()
+        threading.Thread(target=load, name="soundstage-model-load", daemon=True).start()
+
+    def stopped(**_: Any) -> None:
+        stop()
+
+    if in_process:
+        worker_ready.connect(started, weak=False)
+        worker_shutdown.connect(stopped, weak=False)
+    else:
+        worker_process_init.connect(started, weak=False)
+        worker_process_shutdown.connect(stopped, weak=False)
+
+
+def pool_from_args(args: list[str]) -> str | None:
+    """The Celery pool named on the command line, if any."""
+    for index, arg in enumerate(args):
+        if arg.startswith("--pool="):
+            return arg.split("=", 1)[1]
+        if arg in ("--pool", "-P") and index + 1 < len(args):
+            return args[index + 1]
+    return None
+
+
+def worker_argv(queue: Queue, *, pool: str, concurrency: int, settings: Settings, extra: list[str]) -> list[str]:
+    """`celery worker` arguments for a pool's queue; what the operator passed (`extra`) wins."""
+    defaults = [
+        "worker",
+        "--queues",
+        queue.value,
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        settings.log_level,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    return [*defaults, *extra]
+
+
+def warm_up_models(models: list[str], load: Callable[[str], bool]) -> int:
+    """Load every model once (``load(ref)`` returns whether it has random weights), the model-cache
+    warm-up of a pool. Every model is tried; returns the exit status: 1 if any was unavailable."""
+    from soundstage.errors import ModelUnavailableError
+
+    failed: list[str] = []
+    for ref in models:
+        logger.info("loading model %s", ref)
+        try:
+            random_weights = load(ref)
+        except ModelUnavailableError as error:
+            logger.error("model %s is not available: %s", ref, error.message)
+            failed.append(ref)
+            continue
+        except Exception:  # disk, network or checkpoint errors: report every model, then fail
+            logger.exception("model %s could not be loaded", ref)
+            failed.append(ref)
+            continue
+        logger.info("model %s available (random weights: %s)", ref, random_weights)
+    if failed:
+        logger.error("%d of %d models unavailable: %s", len(failed), len(models), ", ".join(failed))
+        return 1
+    logger.info("all %d models available", len(models))
+    return 0
