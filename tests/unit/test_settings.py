@@ -130,7 +130,13 @@ def test_served_models_follow_musicgen_model(monkeypatch: pytest.MonkeyPatch) ->
     settings = Settings()
     assert settings.served_models(Queue.MUSICGEN) == ["random:tiny"]
     assert settings.served_models(Queue.MAGENTA) == []
-    assert settings.served_models(Queue.DEMUCS) == []
+    assert settings.served_models(Queue.DEMUCS) == ["htdemucs"]
+
+
+def test_demucs_models_are_split_on_commas_and_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEMUCS_MODEL", "htdemucs_ft")
+    monkeypatch.setenv("DEMUCS_MODELS", "random:tiny, htdemucs_6s,,random:tiny")
+    assert Settings().served_models(Queue.DEMUCS) == ["random:tiny", "htdemucs_6s"]
 
 
 def test_musicgen_models_are_split_on_commas_and_win(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from soundstage import __version__
 from soundstage.settings import Settings
 from soundstage_api.errors import install_error_handlers
 from soundstage_api.metrics import SoundstageCollector
-from soundstage_api.routes import continue_, files, generate, jobs, melody, system
+from soundstage_api.routes import continue_, files, generate, jobs, melody, separate, system
 from soundstage_api.state import AppState
 
 DESCRIPTION = """
@@ -44,6 +44,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.soundstage = state
     install_error_handlers(app)
-    for module in (generate, continue_, melody, jobs, files, system):
+    for module in (generate, continue_, melody, separate, jobs, files, system):
         app.include_router(module.router)
     return app

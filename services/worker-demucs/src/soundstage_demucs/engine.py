@@ -127,24 +127,32 @@ class DemucsEngine:
         emitted = 0
         length = wav.shape[-1]
         on_progress(0, total)
-        per_call = batcher.max_rows
-        while emitted < length:
-            for stream in passes:
-                if stream.remaining:
-                    segments = stream.next_inputs(per_call)
-                    outputs = batcher.run(stream.model, [s.samples for s in segments])
-                    for segment, output in zip(segments, outputs, strict=True):
-                        stream.add(segment, output)
-                    done += len(segments)
-                    on_progress(done, total)
-            end = min(stream.final_until() for stream in passes)
-            if end > emitted:
-                block = sum(
-                    (w[:, None, None] * stream.take(end) for stream, w in zip(passes, weights, strict=True)),
-                    start=np.zeros((len(loaded.sources), wav.shape[0], end - emitted), np.float32),
-                )
-                on_block((block * std + mean).astype(np.float32, copy=False))
-                emitted = end
+        with batcher.joined():
+            while emitted < length:
+                done = self._advance(batcher, passes, done, total, on_progress)
+                end = min(stream.final_until() for stream in passes)
+                if end > emitted:
+                    block = sum(
+                        (w[:, None, None] * stream.take(end) for stream, w in zip(passes, weights, strict=True)),
+                        start=np.zeros((len(loaded.sources), wav.shape[0], end - emitted), np.float32),
+                    )
+                    on_block((block * std + mean).astype(np.float32, copy=False))
+                    emitted = end
+
+    @staticmethod
+    def _advance(
+        batcher: SegmentBatcher, passes: list[StreamingPass], done: int, total: int, on_progress: Progress
+    ) -> int:
+        """Run each pass's next segments (this job's share of a model call); returns segments done."""
+        for stream in passes:
+            if stream.remaining:
+                segments = stream.next_inputs(batcher.share)
+                outputs = batcher.run(stream.model, [s.samples for s in segments])
+                for segment, output in zip(segments, outputs, strict=True):
+                    stream.add(segment, output)
+                done += len(segments)
+                on_progress(done, total)
+        return done
 
     def _plan(
         self, wav: torch.Tensor, settings: SeparationSettings, loaded: LoadedSeparator

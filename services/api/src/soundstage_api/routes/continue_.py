@@ -4,7 +4,8 @@ The upload is validated completely before any job exists: its size while it stre
 (413), then the parameters, then the audio itself, decoded in a worker thread (422
 `audio_undecodable`, `audio_empty`, `audio_too_long`). Only then is the job row written,
 the original upload stored as `{job_id}_prompt.<ext>` and the job enqueued, by the same
-`submit` as `POST /generate` (through `submit_with_audio`, shared with `/generate/melody`).
+`submit` as `POST /generate` (through `submit_with_audio`, shared with `/generate/melody`
+and `/separate`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import logging
 
 from fastapi import APIRouter, Request
 
-from soundstage.schemas import ContinueRequest, ErrorBody, JobCreated
+from soundstage.queue import TaskName
+from soundstage.schemas import ContinueRequest, ErrorBody, JobCreated, JobKind
 from soundstage_api.auth import ApiKey
 from soundstage_api.routes.generate import ERRORS, job_params, submit_with_audio, validate_generation
 from soundstage_api.state import State
@@ -69,9 +71,12 @@ async def generate_continue(request: Request, state: State) -> JobCreated:
         model = validate_generation(body, settings)
         return await submit_with_audio(
             state,
+            kind=JobKind.GENERATE,
+            task=TaskName.MUSICGEN_GENERATE,
             model=model,
             path=form.file_path,
             size=form.file_size,
             role="prompt",
-            params=lambda name: job_params(body, audio_prompt=name),
+            max_seconds=settings.max_duration,
+            params=lambda name, _: job_params(body, audio_prompt=name),
         )

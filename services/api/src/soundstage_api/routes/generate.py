@@ -1,5 +1,6 @@
-"""`POST /generate`: validate, record the job, enqueue it. `submit` is shared with
-`/generate/continue` and `/generate/melody`, `submit_with_audio` with both of them.
+"""`POST /generate`: validate, record the job, enqueue it. `submit` is shared with every route
+that writes a job, `submit_with_audio` with those that take an audio input (`/generate/continue`,
+`/generate/melody`, `/separate`).
 
 With `melody_audio_url`, the melody is fetched (`soundstage.fetch`: public addresses only,
 MAX_UPLOAD_MB, FETCH_TIMEOUT_SECONDS) and decoded before any job exists, exactly as an upload
@@ -19,7 +20,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from soundstage import telemetry
-from soundstage.audio import decode_audio
+from soundstage.audio import DecodedAudio, decode_audio
 from soundstage.db import new_job_id
 from soundstage.errors import AppError, ErrorCode
 from soundstage.queue import TASK_QUEUES, Queue, TaskName, enqueue_job
@@ -55,7 +56,8 @@ _GENERATE_ERRORS: dict[int | str, dict[str, object]] = {
     503: {"model": ErrorBody, "description": "Database, queue or storage down"},
 }
 
-InputRole = Literal["prompt", "melody"]
+InputRole = Literal["prompt", "melody", "input"]
+"""What an input audio is to its job; the stored original is named `{job_id}_{role}.<ext>`."""
 
 
 @dataclass(frozen=True)
@@ -82,11 +84,14 @@ async def generate(body: GenerateRequest, state: State) -> JobCreated:
     async with fetched_url(body.melody_audio_url, settings) as fetched:
         return await submit_with_audio(
             state,
+            kind=JobKind.GENERATE,
+            task=TaskName.MUSICGEN_GENERATE,
             model=model,
             path=fetched.path,
             size=fetched.size,
             role="melody",
-            params=lambda name: job_params(body, melody_audio=name),
+            max_seconds=settings.max_duration,
+            params=lambda name, _: job_params(body, melody_audio=name),
         )
 
 
@@ -130,16 +135,19 @@ def job_params(
 async def submit_with_audio(
     state: AppState,
     *,
+    kind: JobKind,
+    task: TaskName,
     model: str,
     path: Path,
     size: int,
     role: InputRole,
-    params: Callable[[str], dict[str, object]],
+    max_seconds: float,
+    params: Callable[[str, DecodedAudio], dict[str, object]],
 ) -> JobCreated:
-    """Decode the input audio at `path` in a worker thread (422 `audio_undecodable`,
-    `audio_empty`, `audio_too_long`), then `submit` a generate job with the original bytes
-    stored as `{job_id}_{role}.<ext>`; `params(name)` gives the job's parameters."""
-    decoded = await run_in_threadpool(decode_audio, path, max_seconds=state.settings.max_duration)
+    """Decode the input audio at `path` in a worker thread (422 `audio_undecodable`, `audio_empty`,
+    `audio_too_long` past `max_seconds`), then `submit` a job with the original bytes stored as
+    `{job_id}_{role}.<ext>`; `params(name, decoded)` gives the job's parameters."""
+    decoded = await run_in_threadpool(decode_audio, path, max_seconds=max_seconds)
     job_id = new_job_id()
     name = f"{job_id}_{role}.{decoded.format}"
     logger.info(
@@ -155,10 +163,10 @@ async def submit_with_audio(
     return await run_in_threadpool(
         submit,
         state,
-        kind=JobKind.GENERATE,
-        task=TaskName.MUSICGEN_GENERATE,
+        kind=kind,
+        task=task,
         model=model,
-        params=params(name),
+        params=params(name, decoded),
         job_id=job_id,
         attachments=[Attachment(name, path)],
     )

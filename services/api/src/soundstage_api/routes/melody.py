@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from soundstage.schemas import ErrorBody, GenerateRequest, JobCreated
+from soundstage.queue import TaskName
+from soundstage.schemas import ErrorBody, GenerateRequest, JobCreated, JobKind
 from soundstage_api.auth import ApiKey
 from soundstage_api.routes.generate import (
     ERRORS,
@@ -75,9 +76,12 @@ async def generate_melody(request: Request, state: State) -> JobCreated:
         require_melody_model(model, settings)
         return await submit_with_audio(
             state,
+            kind=JobKind.GENERATE,
+            task=TaskName.MUSICGEN_GENERATE,
             model=model,
             path=form.file_path,
             size=form.file_size,
             role="melody",
-            params=lambda name: job_params(body, melody_audio=name),
+            max_seconds=settings.max_duration,
+            params=lambda name, _: job_params(body, melody_audio=name),
         )

@@ -1,0 +1,237 @@
+"""`POST /separate`: split audio into stems with Demucs (musicgen-api's contract).
+
+One route, two bodies, told apart by `Content-Type`:
+- `multipart/form-data`: the audio as a `file` part, the options as form fields or one `params`
+  JSON part, read exactly as `/generate/continue` reads its upload (`receive_form`);
+- `application/json`: a `SeparateUrlRequest`, the audio fetched from `audio_url` (`fetched_url`:
+  public addresses only, MAX_UPLOAD_MB, FETCH_TIMEOUT_SECONDS).
+
+Checked completely before any job exists, in this order: the upload's size while it streams in
+(413 `upload_too_large`), the options (422 `validation_error` with field locs), the model among
+the served Demucs models (422 `unknown_model`), 6 stems against a six-source model (422
+`stems_not_supported`), `segment` against the model's limit (422 `validation_error`); for a URL
+then the fetch (`url_not_allowed`, `url_fetch_failed`, `url_timeout`, 413 `url_too_large`); last
+the audio itself, decoded in a worker thread (422 `audio_undecodable`, `audio_empty`,
+`audio_too_long` past MAX_SEPARATE_SECONDS). Only then is the job row written, the original bytes
+stored as `{job_id}_input.<ext>` and the job sent to the `demucs` queue, by `submit_with_audio`
+(shared with `/generate/continue` and `/generate/melody`). The URL is not stored: it may carry
+credentials.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from python_multipart.multipart import parse_options_header
+
+from soundstage.audio import DecodedAudio
+from soundstage.errors import AppError, ErrorCode
+from soundstage.queue import Queue, TaskName
+from soundstage.schemas import ErrorBody, JobCreated, JobKind, SeparateJobParams, SeparateOptions, SeparateUrlRequest
+from soundstage.schemas.separate import is_six_stem_model, max_segment_for
+from soundstage.settings import Settings
+from soundstage_api.auth import ApiKey
+from soundstage_api.routes.generate import ERRORS, resolve_model, submit_with_audio
+from soundstage_api.state import AppState, State
+from soundstage_api.uploads import (
+    ReceivedForm,
+    fetched_url,
+    form_error,
+    multipart_body_schema,
+    parse_form_parameters,
+    receive_form,
+)
+
+router = APIRouter(tags=["separate"], dependencies=[ApiKey])
+
+FILE_PART = "file"
+URL_FIELD = "audio_url"
+MAX_JSON_BYTES = 64 * 1024
+"""A JSON body holds the options and a URL of at most 2 KiB; anything much larger is not one."""
+
+_SEPARATE_ERRORS: dict[int | str, dict[str, object]] = {
+    **ERRORS,
+    413: {
+        "model": ErrorBody,
+        "description": "`file` (`upload_too_large`) or the audio at `audio_url` (`url_too_large`) larger than "
+        "MAX_UPLOAD_MB",
+    },
+    422: {
+        "model": ErrorBody,
+        "description": "Invalid field (`validation_error`, `unknown_model`), 6 stems from a model with four "
+        "sources (`stems_not_supported`), an `audio_url` refused (`url_not_allowed`), failing (`url_fetch_failed`) "
+        "or too slow (`url_timeout`), or audio that does not decode (`audio_undecodable`), holds no samples "
+        "(`audio_empty`) or is longer than MAX_SEPARATE_SECONDS (`audio_too_long`)",
+    },
+    503: {"model": ErrorBody, "description": "Database, queue or storage down"},
+}
+
+
+def _request_body() -> dict[str, Any]:
+    """Both bodies in OpenAPI: the multipart upload and the JSON body with `audio_url`."""
+    extra = multipart_body_schema(
+        SeparateOptions,
+        file_field=FILE_PART,
+        file_description="The audio to separate: WAV, FLAC, OGG, MP3, M4A/AAC or WebM, any rate and channel "
+        "count, at most MAX_UPLOAD_MB (default 50 MiB) and MAX_SEPARATE_SECONDS (default 1800). Or send no "
+        "upload: a JSON body with `audio_url` instead.",
+    )
+    url_schema = SeparateUrlRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    url_schema.pop("$defs", None)
+    extra["requestBody"]["content"]["application/json"] = {"schema": url_schema}
+    return extra
+
+
+@router.post(
+    "/separate",
+    response_model=JobCreated,
+    responses=_SEPARATE_ERRORS,
+    summary="Separate audio into stems",
+    openapi_extra=_request_body(),
+)
+@router.post("/separate/", response_model=JobCreated, include_in_schema=False)
+async def separate(request: Request, state: State) -> JobCreated:
+    """Queue a job that splits audio into stems (4: drums, bass, other, vocals; 2: vocals and
+    accompaniment; 6 with a six-source model: plus guitar and piano). Send the audio either as the
+    `file` part of a `multipart/form-data` body, with the options as form fields or one `params` JSON
+    part, or as `audio_url` in an `application/json` body next to the options. Poll
+    `GET /jobs/{job_id}` for the result: one file per stem in `result_urls`."""
+    media_type, options = parse_options_header(request.headers.get("content-type"))
+    if media_type == b"multipart/form-data" and options.get(b"boundary"):
+        return await _separate_upload(request, state)
+    if media_type == b"application/json":
+        return await _separate_url(request, state)
+    raise form_error(
+        f"send multipart/form-data (a `{FILE_PART}` part plus option fields or a `params` JSON part), or "
+        f"application/json with `{URL_FIELD}`.",
+        kind="content_type",
+    )
+
+
+async def _separate_upload(request: Request, state: AppState) -> JobCreated:
+    settings = state.settings
+    async with receive_form(request, file_field=FILE_PART, max_file_bytes=settings.max_upload_bytes) as form:
+        options = _form_options(form)
+        model = validate_separation(options, settings)
+        return await _submit(state, options, model, form.file_path, form.file_size)
+
+
+async def _separate_url(request: Request, state: AppState) -> JobCreated:
+    settings = state.settings
+    body = _url_request(await _json_body(request))
+    model = validate_separation(body, settings)
+    async with fetched_url(body.audio_url, settings) as fetched:
+        return await _submit(state, body, model, fetched.path, fetched.size)
+
+
+def validate_separation(options: SeparateOptions, settings: Settings) -> str:
+    """The checks that depend on the model; returns the served model the request names."""
+    served = settings.served_models(Queue.DEMUCS)
+    model = resolve_model(options.model, served)
+    if options.stems == 6 and not is_six_stem_model(model):
+        six = [name for name in served if is_six_stem_model(name)]
+        raise AppError(
+            ErrorCode.STEMS_NOT_SUPPORTED,
+            f"6 stems need a six-source model; {model!r} separates 4 sources. This server's six-source "
+            f"models: {', '.join(six) or 'none'}.",
+            status_code=422,
+            details=[{"loc": ["body", "stems"], "msg": "needs a six-source model", "type": "stems_not_supported"}],
+        )
+    limit = max_segment_for(model)
+    if options.segment is not None and limit is not None and options.segment > limit:
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            f"Invalid request: segment must be at most {limit:g} seconds with {model!r} (the length it was "
+            "trained on).",
+            status_code=422,
+            details=[
+                {
+                    "loc": ["body", "segment"],
+                    "msg": f"Input should be less than or equal to {limit:g}",
+                    "type": "less_than_equal",
+                }
+            ],
+        )
+    return model
+
+
+async def _submit(state: AppState, options: SeparateOptions, model: str, path: Path, size: int) -> JobCreated:
+    def params(name: str, audio: DecodedAudio) -> dict[str, object]:
+        job = SeparateJobParams.model_validate(
+            {
+                **options.model_dump(exclude={"model", URL_FIELD}),
+                "model": model,
+                "input_audio": name,
+                "input_sample_rate": audio.sample_rate,
+                "input_channels": audio.channels,
+                "input_seconds": audio.duration,
+            }
+        )
+        return job.model_dump(mode="json")
+
+    return await submit_with_audio(
+        state,
+        kind=JobKind.SEPARATE,
+        task=TaskName.DEMUCS_SEPARATE,
+        model=model,
+        path=path,
+        size=size,
+        role="input",
+        max_seconds=state.settings.max_separate_seconds,
+        params=params,
+    )
+
+
+def _form_options(form: ReceivedForm) -> SeparateOptions:
+    """The options of a multipart body; `audio_url` there is refused with a message saying where it goes."""
+    try:
+        return parse_form_parameters(
+            form.fields, SeparateOptions, file_field=FILE_PART, file_received=form.file_received
+        )
+    except RequestValidationError as error:
+        if any(detail["loc"][-1] == URL_FIELD for detail in error.errors()):
+            raise form_error(
+                f"give the audio either as the `{FILE_PART}` part of a multipart body or as `{URL_FIELD}` in "
+                "a JSON body (Content-Type: application/json), not both.",
+                ["body", URL_FIELD],
+            ) from error
+        raise
+
+
+async def _json_body(request: Request) -> object:
+    """The parsed JSON body, read up to MAX_JSON_BYTES (413 past it); 422 when it is not JSON."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_JSON_BYTES:
+        raise _json_too_large()
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_JSON_BYTES:
+            raise _json_too_large()
+    try:
+        return json.loads(raw)
+    except ValueError as error:
+        raise RequestValidationError([{"loc": ["body"], "msg": "JSON decode error", "type": "json_invalid"}]) from error
+
+
+def _url_request(data: object) -> SeparateUrlRequest:
+    """The JSON body as a request; 422 with every invalid field (a body that is not an object included)."""
+    try:
+        return SeparateUrlRequest.model_validate(data)
+    except ValidationError as error:
+        errors = [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+        raise RequestValidationError(errors) from error
+
+
+def _json_too_large() -> AppError:
+    return AppError(
+        ErrorCode.UPLOAD_TOO_LARGE,
+        f"The JSON body is larger than {MAX_JSON_BYTES // 1024} KiB; it holds only the options and `{URL_FIELD}`.",
+        status_code=413,
+        details={"max_bytes": MAX_JSON_BYTES},
+    )
