@@ -8,6 +8,7 @@ shared package and .env.example.
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BASE_FILE = ROOT / "docker-compose.yml"
 CPU_FILE = ROOT / "docker-compose.cpu.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
+README = ROOT / "README.md"
 
 # Standard names a Soundstage container may get besides the Settings fields.
 STANDARD_ENV = {
@@ -228,12 +230,36 @@ def test_api_is_published_on_all_interfaces() -> None:
 
 def test_api_and_workers_serve_the_same_models() -> None:
     """The API validates `model` against the served models: it must read the workers' settings."""
-    extra = {"MUSICGEN_MODEL": "random:tiny", "MUSICGEN_MODELS": "random:tiny,random:tiny-stereo"}
+    extra = {
+        "MUSICGEN_MODEL": "random:tiny",
+        "MUSICGEN_MODELS": "random:tiny,random:tiny-stereo",
+        "DEMUCS_MODEL": "random:tiny",
+        "DEMUCS_MODELS": "random:tiny,random:tiny-6s",
+    }
     api = effective_env("api", extra)
     for name in worker_services():
         worker = effective_env(name, extra)
         for key, value in extra.items():
             assert api[key] == worker[key] == value, f"{name}: {key}"
+
+
+def readme_configuration_names() -> set[str]:
+    """Variables named in the first column of the README's Configuration table."""
+    text = README.read_text()
+    section = text[text.index("\n## Configuration\n") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", row)}
+
+
+def test_settings_given_to_containers_are_in_the_readme_configuration_table() -> None:
+    """.env.example sends readers to the README's Configuration table for every setting it lists."""
+    documented = readme_configuration_names()
+    settings = settings_env_names()
+    given = {key for service in SERVICES.values() for key in service.get("environment") or {}} & settings
+    listed = set(env_example_names()) & settings
+    missing = (given | listed) - documented
+    assert not missing, f"README Configuration table lacks {sorted(missing)}"
 
 
 def test_every_interpolated_variable_is_in_env_example() -> None:
@@ -345,6 +371,19 @@ def test_worker_model_volume_holds_the_caches(name: str) -> None:
     assert volume.value == '["/models"]'
     env = effective_env(name)
     assert env["HF_HOME"].startswith("/models/") and env["MODEL_CACHE_DIR"].startswith("/models/")
+    assert env.get("TORCH_HOME", "/models/").startswith("/models/"), "torch hub's cache on the volume too"
+
+
+@pytest.mark.parametrize("name", sorted(worker_services()))
+def test_readme_warm_up_command_is_the_images_own(name: str) -> None:
+    """The README's warm-up command for each worker service runs a console script of its image."""
+    queue = name.removeprefix("worker-")
+    script = f"soundstage-{queue}-models"
+    build = SERVICES[name]["build"]
+    pyproject = ROOT / build.get("context", ".") / Path(build["dockerfile"]).parent / "pyproject.toml"
+    assert script in tomllib.loads(pyproject.read_text())["project"]["scripts"], f"{pyproject}: no {script}"
+    command = f"docker compose run --rm --no-deps {name} {script}"
+    assert command in README.read_text(), f"README: document `{command}`"
 
 
 # --- GPU and the CPU override -----------------------------------------------------------------

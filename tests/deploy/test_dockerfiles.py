@@ -32,16 +32,24 @@ from tests.support.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 API_DOCKERFILE = ROOT / "services/api/Dockerfile"
-WORKER_DOCKERFILE = ROOT / "services/worker-musicgen/Dockerfile"
+# The worker pool of each worker image: services/worker-<queue>/Dockerfile.
+WORKER_QUEUES = {"worker-musicgen": Queue.MUSICGEN, "worker-demucs": Queue.DEMUCS}
 # Dockerfile of each service, and the only repository paths its image may copy.
 SERVICES = {
     "api": (API_DOCKERFILE, {"constraints.txt", "shared/", "services/api/"}),
-    "worker-musicgen": (WORKER_DOCKERFILE, {"constraints.txt", "shared/", "services/worker-musicgen/"}),
+    **{
+        name: (ROOT / "services" / name / "Dockerfile", {"constraints.txt", "shared/", f"services/{name}/"})
+        for name in WORKER_QUEUES
+    },
 }
 # Each value of the worker's VARIANT build argument.
 VARIANTS = ("cuda", "cpu")
-# Environment names an image may set besides the Settings fields: standard ones only.
-STANDARD_ENV = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "HF_HOME"}
+# Environment names an image may set besides the Settings fields: standard ones only
+# (TORCH_HOME: torch hub's cache, where demucs keeps the models of its legacy URLs).
+STANDARD_ENV = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "HF_HOME", "TORCH_HOME"}
+# Model caches a worker image keeps on its /models volume (TORCH_HOME where the image sets it).
+REQUIRED_CACHES = ("HF_HOME", "MODEL_CACHE_DIR")
+OPTIONAL_CACHES = ("TORCH_HOME",)
 BUILD_ONLY_ENV = {"TORCH_INDEX_URL"}  # set in builder stages, never in a runtime image
 
 
@@ -220,6 +228,28 @@ def dockerfile(service: str) -> Dockerfile:
     return parse_dockerfile(SERVICES[service][0])
 
 
+@pytest.fixture(params=sorted(WORKER_QUEUES), scope="module")
+def worker(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="module")
+def worker_dockerfile(worker: str) -> Dockerfile:
+    return parse_dockerfile(SERVICES[worker][0])
+
+
+def test_every_service_dockerfile_is_checked() -> None:
+    """A Dockerfile under services/ is checked here; every service with a Dockerfile is one whose
+    package exists, and a worker image serves the queue of its name."""
+    found = {path.parent.name for path in (ROOT / "services").glob("*/Dockerfile")}
+    assert found == set(SERVICES), f"add to SERVICES: {sorted(found - set(SERVICES))}"
+    for name in SERVICES:
+        assert (ROOT / "services" / name / "pyproject.toml").is_file(), name
+    for name, queue in WORKER_QUEUES.items():
+        assert name == f"worker-{queue.value}"
+
+
 def test_multi_stage_build_copies_only_the_venv_into_the_runtime(dockerfile: Dockerfile) -> None:
     assert len(dockerfile.stages) >= 2
     builder = dockerfile.stage("builder")
@@ -285,9 +315,10 @@ def test_healthcheck_is_declared_with_timings(service: str, dockerfile: Dockerfi
     assert command[:2] == ["python", "-c"] or command[0] in image_console_scripts(service), command
 
 
-def test_worker_healthcheck_is_the_probe_command() -> None:
+def test_worker_healthcheck_is_the_probe_command(worker: str, worker_dockerfile: Dockerfile) -> None:
     """The same probe as the Kubernetes liveness probe (soundstage.probe), not a copy of it."""
-    assert healthcheck_command(parse_dockerfile(WORKER_DOCKERFILE)) == ["soundstage-worker-probe", "alive", "musicgen"]
+    queue = WORKER_QUEUES[worker].value
+    assert healthcheck_command(worker_dockerfile) == ["soundstage-worker-probe", "alive", queue]
 
 
 def test_image_installs_only_its_own_service(service: str, dockerfile: Dockerfile) -> None:
@@ -301,8 +332,8 @@ def test_api_image_has_no_model_frameworks() -> None:
         assert word not in text, f"the API image must not mention {word}"
 
 
-def test_worker_pins_torch_with_the_constraints() -> None:
-    dockerfile = parse_dockerfile(WORKER_DOCKERFILE)
+def test_worker_pins_torch_with_the_constraints(worker_dockerfile: Dockerfile) -> None:
+    dockerfile = worker_dockerfile
     version = makefile_torch_version()
     pins = re.findall(r"torch==(\S+)", dockerfile.text)
     assert pins and set(pins) == {version}, f"torch must be pinned to the Makefile's {version}: {pins}"
@@ -319,6 +350,22 @@ def test_worker_pins_torch_with_the_constraints() -> None:
     assert indexes["cpu"] == "https://download.pytorch.org/whl/cpu"
     assert re.fullmatch(r"https://download\.pytorch\.org/whl/cu\d+", indexes["cuda"]), indexes["cuda"]
     assert any(f'--index-url "${{TORCH_INDEX_URL}}" torch=={version}' in run for run in installs)
+
+
+def test_worker_images_share_one_base_and_torch_build_per_variant() -> None:
+    """Every pool runs on the same OS, Python and torch wheel index for a variant, so one host
+    driver (CUDA) serves them all and one cached torch layer can be shared."""
+    recipes = {}
+    for name in WORKER_QUEUES:
+        dockerfile = parse_dockerfile(SERVICES[name][0])
+        recipe = []
+        for overrides in variant_overrides(dockerfile):
+            chain = dockerfile.chain(dockerfile.final, overrides)
+            stage = dockerfile.stage(f"torch-{overrides['VARIANT']}")
+            index = dockerfile.resolve(dockerfile.env(stage)["TORCH_INDEX_URL"], stage_args(stage))
+            recipe.append((overrides["VARIANT"], dockerfile.resolve(chain[-1].base, overrides), index))
+        recipes[name] = recipe
+    assert len({tuple(recipe) for recipe in recipes.values()}) == 1, recipes
 
 
 def test_runtime_environment(dockerfile: Dockerfile, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -339,12 +386,14 @@ def test_runtime_environment(dockerfile: Dockerfile, monkeypatch: pytest.MonkeyP
         assert names <= allowed | BUILD_ONLY_ENV, f"{stage.name}: {names - allowed - BUILD_ONLY_ENV}"
 
 
-def test_worker_keeps_model_caches_on_a_volume() -> None:
-    dockerfile = parse_dockerfile(WORKER_DOCKERFILE)
+def test_worker_keeps_model_caches_on_a_volume(worker_dockerfile: Dockerfile) -> None:
+    dockerfile = worker_dockerfile
     volumes = [json.loads(instr.value) for instr in dockerfile.final.all("VOLUME")]
     assert volumes == [["/models"]]
     env = dockerfile.env(dockerfile.final, {"VARIANT": "cuda"})
-    for name in ("HF_HOME", "MODEL_CACHE_DIR"):
+    caches = [*REQUIRED_CACHES, *(name for name in OPTIONAL_CACHES if name in env)]
+    assert len({env[name] for name in caches}) == len(caches), "each cache has its own folder"
+    for name in caches:
         assert env[name].startswith("/models/"), name
         # Created in the image, owned by the runtime user, so a fresh named volume inherits both.
         assert any(env[name] in instr.value and "chown" in instr.value for instr in dockerfile.final.all("RUN"))
@@ -510,18 +559,22 @@ def _worker_info(hostname: str, queue: str) -> WorkerInfo:
     )
 
 
-def test_worker_healthcheck_follows_this_hosts_heartbeat(redis_server: RedisServer) -> None:
-    command = healthcheck_command(parse_dockerfile(WORKER_DOCKERFILE))
+def test_worker_healthcheck_follows_this_hosts_heartbeat(
+    redis_server: RedisServer, worker: str, worker_dockerfile: Dockerfile
+) -> None:
+    command = healthcheck_command(worker_dockerfile)
+    queue = WORKER_QUEUES[worker]
+    other_queue = next(q for q in Queue if q is not queue)
     env = {"REDIS_URL": redis_server.url}
     client: redis.Redis[bytes] = redis_server.client()
     try:
         for key in client.scan_iter(match=f"{KEY_PREFIX}*"):
             client.delete(key)
         assert run_healthcheck(command, env) == 1, "no heartbeat yet"
-        publish(client, _worker_info(f"another-host:{os.getpid()}", Queue.MUSICGEN.value))
-        publish(client, _worker_info(f"{socket.gethostname()}:{os.getpid()}", Queue.DEMUCS.value))
+        publish(client, _worker_info(f"another-host:{os.getpid()}", queue.value))
+        publish(client, _worker_info(f"{socket.gethostname()}:{os.getpid()}", other_queue.value))
         assert run_healthcheck(command, env) == 1, "other hosts' and other queues' workers do not count"
-        publish(client, _worker_info(f"{socket.gethostname()}:{os.getpid()}", Queue.MUSICGEN.value))
+        publish(client, _worker_info(f"{socket.gethostname()}:{os.getpid()}", queue.value))
         assert run_healthcheck(command, env) == 0
     finally:
         for key in client.scan_iter(match=f"{KEY_PREFIX}*"):

@@ -6,8 +6,8 @@ run on the parsed objects: resources, probes, security contexts and pinned image
 container; a worker Deployment for every worker pool that exists; environment names that are
 Settings fields; references that resolve; GPU only in prod, KEDA per pool, Terraform outputs
 wired in. The commands the worker pods run besides the worker (`soundstage-worker-probe`,
-`soundstage-musicgen-models`) are console scripts of the image's packages, and run for real
-here (the probe against Redis).
+`soundstage-<pool>-models`) are console scripts of the image's packages, and run for real
+here (the probe against Redis, each pool's warm-up offline on its random test model).
 """
 
 from __future__ import annotations
@@ -50,12 +50,22 @@ UID = 10001
 GPU = "nvidia.com/gpu"
 GPU_NODE_LABEL = ("soundstage.io/gpu", "true")
 # Environment names a Soundstage container may use besides the Settings fields.
-STANDARD_ENV = {"HF_HOME", "HOME", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION"}
+STANDARD_ENV = {
+    "HF_HOME",
+    "TORCH_HOME",
+    "HOME",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+}
 SECRET_NAMES = {"DATABASE_URL", "API_KEY", "API_KEYS", "AWS_SECRET_ACCESS_KEY"}
 PLACEHOLDER = "set-from-terraform-outputs"
 # Console scripts of the worker image's packages that the manifests run besides the worker.
 PROBE = "soundstage-worker-probe"
-WARMUP = "soundstage-musicgen-models"
+WARMUP_JOB = "soundstage-model-warmup"
+# Model caches on the soundstage-models volume (TORCH_HOME where a pool sets it: demucs).
+CACHE_ENV = ("HF_HOME", "TORCH_HOME", "MODEL_CACHE_DIR")
 
 Obj = dict[str, Any]
 
@@ -217,10 +227,12 @@ def _package_version(pyproject: Path) -> str:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_image_is_pinned(rendered: dict[str, list[Obj]], target: str) -> None:
+    # Image `ghcr.io/soundstage/<name>` is built from services/<name> (its Dockerfile and package).
     versions = {
-        f"{SOUNDSTAGE_REGISTRY}api": _package_version(REPO / "services/api/pyproject.toml"),
-        f"{SOUNDSTAGE_REGISTRY}worker-musicgen": _package_version(REPO / "services/worker-musicgen/pyproject.toml"),
+        f"{SOUNDSTAGE_REGISTRY}{path.parent.name}": _package_version(path.parent / "pyproject.toml")
+        for path in (REPO / "services").glob("*/Dockerfile")
     }
+    assert {f"{SOUNDSTAGE_REGISTRY}api", f"{SOUNDSTAGE_REGISTRY}worker-musicgen"} <= set(versions)
     problems = []
     for obj in workloads(rendered[target]):
         for where, container in containers(obj):
@@ -256,8 +268,8 @@ def worker_script(queue: Queue) -> str:
     return scripts[0]
 
 
-def test_musicgen_is_a_built_pool() -> None:
-    assert Queue.MUSICGEN in built_pools()
+def test_musicgen_and_demucs_are_built_pools() -> None:
+    assert {Queue.MUSICGEN, Queue.DEMUCS} <= set(built_pools())
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -306,30 +318,52 @@ def test_worker_probes_run_the_images_probe_command(rendered: dict[str, list[Obj
     assert not find(rendered[target], "ConfigMap", "soundstage-worker-scripts")
 
 
+def plain_env(container: Obj) -> dict[str, str | None]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
 @pytest.mark.parametrize("target", TARGETS)
-def test_model_warmup_job_runs_the_images_models_command(rendered: dict[str, list[Obj]], target: str) -> None:
-    assert console_script(WARMUP) == "soundstage_musicgen.models:main"
-    job = one(rendered[target], "Job", "soundstage-model-warmup")
-    (container,) = pod_spec(job)["containers"]
-    assert container["command"] == [WARMUP]
-    assert container["image"].startswith(f"{SOUNDSTAGE_REGISTRY}worker-musicgen:")
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    workers = worker_deployments(rendered[target])
-    for name in ("HF_HOME", "MODEL_CACHE_DIR"):
-        assert {env[name]} == {
-            {e["name"]: e.get("value") for e in main_container(d, "worker")["env"]}[name] for d in workers
-        }, f"the warm-up fills another {name} than the workers read"
+def test_model_warmup_job_has_one_container_per_built_pool(rendered: dict[str, list[Obj]], target: str) -> None:
+    job = one(rendered[target], "Job", WARMUP_JOB)
+    names = [c["name"] for c in pod_spec(job)["containers"]]
+    assert sorted(names) == sorted(f"warmup-{q.value}" for q in built_pools())
     assert not [v for v in pod_spec(job)["volumes"] if "configMap" in v], "no scripts are mounted"
+
+
+@pytest.mark.parametrize("queue", [Queue.MUSICGEN, Queue.DEMUCS], ids=str)
+@pytest.mark.parametrize("target", TARGETS)
+def test_model_warmup_runs_each_pools_models_command(rendered: dict[str, list[Obj]], target: str, queue: Queue) -> None:
+    """`soundstage-<pool>-models` from the pool's own image, filling the very caches the pool's
+    workers read (same paths, same volume)."""
+    script = f"soundstage-{queue.value}-models"
+    assert console_script(script) == f"soundstage_{queue.value}.models:main"
+    job = one(rendered[target], "Job", WARMUP_JOB)
+    container = main_container(job, f"warmup-{queue.value}")
+    assert container["command"] == [script]
+    workers = worker_deployments(rendered[target])
+    [deployment] = [d for d in workers if d["metadata"]["labels"]["soundstage.io/queue"] == queue.value]
+    worker = main_container(deployment, "worker")
+    assert container["image"] == worker["image"], "the warm-up runs the pool's own image"
+    env, worker_env = plain_env(container), plain_env(worker)
+    for name in CACHE_ENV:
+        assert env.get(name) == worker_env.get(name), f"the warm-up fills another {name} than the workers read"
+    assert {s["configMapRef"]["name"] for s in container["envFrom"]} <= {
+        s["configMapRef"]["name"] for s in worker["envFrom"] if "configMapRef" in s
+    }, "the warm-up reads the workers' settings"
+    volumes = {v["name"]: v for v in pod_spec(job)["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert volumes[mounts["/models"]]["persistentVolumeClaim"]["claimName"] == "soundstage-models"
 
 
 def test_worker_model_cache_is_mounted_where_the_settings_point(rendered: dict[str, list[Obj]]) -> None:
     for deployment in worker_deployments(rendered["base"]):
         worker = main_container(deployment, "worker")
-        env = {e["name"]: e.get("value") for e in worker["env"]}
+        env = plain_env(worker)
         mounts = {m["mountPath"]: m["name"] for m in worker["volumeMounts"]}
         volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
-        for name in ("HF_HOME", "MODEL_CACHE_DIR"):
-            assert env[name].startswith("/models/"), name
+        for name in CACHE_ENV:
+            assert str(env.get(name, "/models/")).startswith("/models/"), name
+        assert env["HF_HOME"] and env["MODEL_CACHE_DIR"]
         assert volumes[mounts["/models"]]["persistentVolumeClaim"]["claimName"] == "soundstage-models"
         assert volumes[mounts["/tmp"]]["emptyDir"] is not None
 
@@ -470,7 +504,9 @@ def test_every_reference_resolves(rendered: dict[str, list[Obj]], target: str) -
 # --- dev ---------------------------------------------------------------------------------------
 
 
-def test_dev_runs_on_cpu_with_the_random_test_model(rendered: dict[str, list[Obj]]) -> None:
+def test_dev_runs_on_cpu_with_the_random_test_model(
+    rendered: dict[str, list[Obj]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     objs = rendered["overlays/dev"]
     for obj in workloads(objs):
         spec = pod_spec(obj)
@@ -478,10 +514,16 @@ def test_dev_runs_on_cpu_with_the_random_test_model(rendered: dict[str, list[Obj
         for where, container in containers(obj):
             resources = container.get("resources", {})
             assert GPU not in resources.get("requests", {}) and GPU not in resources.get("limits", {}), where
-            if "worker-musicgen" in container["image"]:
+            if container["image"].startswith(f"{SOUNDSTAGE_REGISTRY}worker-"):
                 assert container["image"].endswith("-cpu"), where
     config = generated(objs, "ConfigMap", "soundstage-config")["data"]
-    assert config["MUSICGEN_MODELS"] == "random:tiny"
+    for name in settings_names():
+        monkeypatch.delenv(name, raising=False)
+    for name, value in config.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    for queue in built_pools():
+        assert settings.served_models(queue) == ["random:tiny"], f"dev {queue} pool downloads weights"
     assert config["S3_ENDPOINT_URL"] == "http://minio:9000"
     assert not find(objs, "HorizontalPodAutoscaler") and not find(objs, "ScaledObject")
     for deployment in find(objs, "Deployment"):
@@ -666,15 +708,26 @@ def test_worker_probe_console_script_prints_why_it_fails(probe_redis: tuple[str,
     assert probe("ready", "musicgen").returncode == 0
 
 
-def test_model_warmup_loads_every_served_model(tmp_path: Path) -> None:
-    """`python -m soundstage_musicgen.models` (the warm-up Job's `soundstage-musicgen-models`)."""
+# What the random test model of each pool leaves in MODEL_CACHE_DIR once built.
+RANDOM_TINY_BUILT = {Queue.MUSICGEN: "random-tiny/config.json", Queue.DEMUCS: "**/random-tiny/*.yaml"}
+
+
+@pytest.mark.parametrize("queue", list(RANDOM_TINY_BUILT), ids=str)
+def test_model_warmup_loads_every_served_model(tmp_path: Path, queue: Queue) -> None:
+    """`python -m soundstage_<pool>.models` (the warm-up Job's `soundstage-<pool>-models`), offline."""
+    module = console_script(f"soundstage-{queue.value}-models").split(":")[0]
     cache = tmp_path / "cache"
-    env = {**os.environ, "MODEL_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1", "LOG_FORMAT": "text"}
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in settings_names()},
+        "MODEL_CACHE_DIR": str(cache),
+        "HF_HUB_OFFLINE": "1",
+        "LOG_FORMAT": "text",
+    }
 
     def warm(models: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "soundstage_musicgen.models"],
-            env={**env, "MUSICGEN_MODELS": models},
+            [sys.executable, "-m", module],
+            env={**env, f"{queue.value.upper()}_MODELS": models},
             capture_output=True,
             text=True,
             timeout=300,
@@ -683,9 +736,8 @@ def test_model_warmup_loads_every_served_model(tmp_path: Path) -> None:
 
     ok = warm("random:tiny")
     assert ok.returncode == 0, ok.stderr
-    built = cache / "random-tiny"
-    assert (built / "config.json").is_file(), "the random model was not built into MODEL_CACHE_DIR"
+    assert list(cache.glob(RANDOM_TINY_BUILT[queue])), "the random model was not built into MODEL_CACHE_DIR"
     assert "random:tiny" in ok.stderr
     failed = warm(f"random:tiny,{tmp_path / 'missing'},random:no-such-model")
-    assert failed.returncode == 1
+    assert failed.returncode == 1, failed.stderr
     assert "missing" in failed.stderr and "random:no-such-model" in failed.stderr

@@ -315,8 +315,29 @@ def test_irsa_role_trusts_the_service_accounts_kubernetes_uses() -> None:
     base = yaml.safe_load((KUSTOMIZE / "base/kustomization.yaml").read_text())
     assert namespace.group(1) == base["namespace"]
     used = set()
-    for name in ("api-deployment.yaml", "worker-musicgen.yaml"):
-        used.add(
-            yaml.safe_load((KUSTOMIZE / "base" / name).read_text())["spec"]["template"]["spec"]["serviceAccountName"]
-        )
+    for path in [KUSTOMIZE / "base/api-deployment.yaml", *sorted((KUSTOMIZE / "base").glob("worker-*.yaml"))]:
+        used.add(yaml.safe_load(path.read_text())["spec"]["template"]["spec"]["serviceAccountName"])
     assert trusted == used
+
+
+def _variable_default(path: Path, name: str) -> str:
+    match = re.search(rf'variable "{name}"\s*\{{.*?default\s*=\s*(\S+)', path.read_text(), re.DOTALL)
+    assert match, f"{path}: variable {name} has no default"
+    return match.group(1)
+
+
+def test_gpu_node_group_holds_every_worker_pool_at_its_maximum() -> None:
+    """One GPU per worker replica: the node group's max_size covers the sum of the prod
+    ScaledObjects' maxReplicaCount, or KEDA asks for replicas that never get a node."""
+    overlay = KUSTOMIZE / "overlays/prod"
+    resources = yaml.safe_load((overlay / "kustomization.yaml").read_text())["resources"]
+    scaled = [yaml.safe_load((overlay / r).read_text()) for r in resources if r.startswith("scaledobject-")]
+    assert len(scaled) >= 2, "one ScaledObject per worker pool (musicgen, demucs)"
+    assert all(s["kind"] == "ScaledObject" for s in scaled)
+    needed = sum(int(s["spec"]["maxReplicaCount"]) for s in scaled)
+    env_default = int(_variable_default(TERRAFORM / "envs/prod/variables.tf", "gpu_max_size"))
+    module_default = int(_variable_default(TERRAFORM / "modules/gpu_nodes/variables.tf", "max_size"))
+    assert env_default >= needed, f"envs/prod gpu_max_size {env_default} < {needed} GPU worker replicas"
+    assert module_default >= needed, f"modules/gpu_nodes max_size {module_default} < {needed}"
+    example = (TERRAFORM / "envs/prod/terraform.tfvars.example").read_text()
+    assert re.search(rf"^# gpu_max_size\s*=\s*{env_default}$", example, re.MULTILINE), "the example shows it"

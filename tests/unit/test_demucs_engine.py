@@ -41,7 +41,9 @@ def separate(engine: DemucsEngine, mix: np.ndarray, **settings: object) -> tuple
     return np.concatenate(blocks, axis=-1), blocks
 
 
-def reference(engine: DemucsEngine, mix: np.ndarray, *, shifts: int, overlap: float, segment: float | None) -> np.ndarray:
+def reference(
+    engine: DemucsEngine, mix: np.ndarray, *, shifts: int, overlap: float, segment: float | None
+) -> np.ndarray:
     from demucs.apply import apply_model
 
     random.seed(3)  # apply_model draws its (single) shift from the global generator
@@ -115,7 +117,7 @@ def test_unneeded_bag_members_are_not_run(demucs_cache: Path) -> None:
 def test_segment_longer_than_a_transformer_model_takes_is_refused(demucs_cache: Path) -> None:
     from soundstage.errors import AppError
 
-    with pytest.raises(AppError, match="at most 7.8 seconds"):
+    with pytest.raises(AppError, match=r"at most 7\.8 seconds"):
         separate(make_engine(demucs_cache), noise(3.0), segment=9.0)
 
 

@@ -93,7 +93,7 @@ variable "desired_size" {
 variable "max_size" {
   type        = number
   description = "Most GPU nodes: at least the sum of the worker pools' KEDA maxReplicaCount (one GPU each)."
-  default     = 4
+  default     = 8
 
   validation {
     condition     = var.max_size >= 1
