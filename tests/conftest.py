@@ -51,9 +51,12 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Model cache with `random:tiny` built once per session (workers load it from here)."""
+    """Model cache with the MusicGen and Demucs `random:tiny` models built once per session (workers load
+    them from here)."""
+    from soundstage_demucs.random_models import build_random_model as build_random_separator
     from soundstage_musicgen.random_models import build_random_model
 
     cache = tmp_path_factory.mktemp("models")
     build_random_model("random:tiny", cache)
+    build_random_separator("random:tiny", cache)
     return cache

@@ -28,6 +28,7 @@ def services_env(
         AWS_SECRET_ACCESS_KEY=s3.secret_key,
         AWS_DEFAULT_REGION=s3.region,
         MUSICGEN_MODEL="random:tiny",
+        DEMUCS_MODEL="random:tiny",
         MODEL_CACHE_DIR=str(model_cache),
         DATA_DIR=str(model_cache.parent / "data"),
         LOG_LEVEL="INFO",

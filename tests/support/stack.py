@@ -101,11 +101,14 @@ class Stack:
         )
         return self.api
 
-    def start_worker(self, *extra_args: str, env: Mapping[str, str] | None = None) -> ServiceProcess:
+    def start_worker(
+        self, *extra_args: str, env: Mapping[str, str] | None = None, module: str = "soundstage_musicgen.app"
+    ) -> ServiceProcess:
+        """A worker of the pool whose entry module is `module` (MusicGen by default)."""
         index = len(self.workers)
         worker = ServiceProcess(
             f"worker-{index}",
-            [sys.executable, "-m", "soundstage_musicgen.app", "--hostname", f"w{index}@%h", *extra_args],
+            [sys.executable, "-m", module, "--hostname", f"w{index}@%h", *extra_args],
             {**self.env, **(env or {})},
             self.log_dir / f"worker-{index}.log",
         ).start()

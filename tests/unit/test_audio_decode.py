@@ -138,3 +138,32 @@ def test_non_finite_float_samples_become_zero() -> None:
 def test_duration_is_frames_over_rate() -> None:
     decoded = decode_audio(encode("wav", synth(8000, 1, 0.25), 8000))
     assert decoded.frames == 2000 and decoded.duration == 0.25
+
+
+def test_probe_validates_like_decode_without_keeping_samples() -> None:
+    import tracemalloc
+
+    from soundstage.audio import probe_audio
+    from soundstage.errors import AppError
+
+    rate = 48000
+    data = encode("flac", np.zeros((2, rate * 120), np.float32), rate)  # 2 minutes of silence: tiny as FLAC
+    decoded = decode_audio(data)
+    tracemalloc.start()
+    info = probe_audio(data)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert (info.sample_rate, info.channels, info.frames, info.format) == (
+        decoded.sample_rate,
+        decoded.channels,
+        decoded.frames,
+        decoded.format,
+    )
+    assert info.duration == pytest.approx(120.0)
+    assert peak < decoded.samples.nbytes / 20  # blocks are counted, not kept
+    with pytest.raises(AppError) as too_long:
+        probe_audio(data, max_seconds=60)
+    assert too_long.value.code.value == "audio_too_long"
+    with pytest.raises(AppError) as garbage:
+        probe_audio(b"not audio at all" * 100)
+    assert garbage.value.code.value == "audio_undecodable"

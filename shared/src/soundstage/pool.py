@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from soundstage.db import JobRepository, create_db_engine, create_session_factory
 from soundstage.errors import ErrorCode
-from soundstage.jobrunner import JobRunner
+from soundstage.jobrunner import Execute, JobRunner
 from soundstage.queue import Queue
 from soundstage.settings import Settings
 from soundstage.storage import ObjectStore, open_store
@@ -155,3 +155,19 @@ def warm_up_models(models: list[str], load: Callable[[str], bool]) -> int:
         return 1
     logger.info("all %d models available", len(models))
     return 0
+
+
+def run_delivered_job(task: Task, runner: JobRunner, job_id: str, execute: Execute) -> None:
+    """Run a delivered job with ``runner``; a duplicate delivery of a job running elsewhere is checked
+    again once that job's heartbeat could have gone stale (it is then finished, or taken over).
+
+    The re-check is not bounded by the task's retry limit: the job is alive, not failing, and running
+    out of retries would fail it (``on_failure``) while it runs."""
+    from soundstage.jobrunner import JobBusyError
+    from soundstage.logs import job_context
+
+    with job_context(job_id):
+        try:
+            runner.run(job_id, execute)
+        except JobBusyError as busy:
+            raise task.retry(countdown=busy.retry_in, max_retries=task.request.retries + 1) from busy

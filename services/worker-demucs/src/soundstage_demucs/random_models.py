@@ -82,13 +82,16 @@ def build_random_model(ref: str, cache_dir: Path) -> Path:
     target = cache_dir / "demucs" / f"random-{name}"
     marker = target / MARKER_FILE
     with _BUILD_LOCK:
-        if marker.is_file() and json.loads(marker.read_text()).get("version") == BUILDER_VERSION:
+        if _built(marker):
             return target
         cache_dir.mkdir(parents=True, exist_ok=True)
         # Build beside the target and rename, so a concurrent worker never sees half a folder.
         staging = Path(tempfile.mkdtemp(prefix=f".random-{name}-", dir=cache_dir))
         try:
             _write_model(spec, ref, staging)
+            if _built(marker):  # another process finished first: keep its folder, which may be in use
+                shutil.rmtree(staging)
+                return target
             if target.exists():
                 shutil.rmtree(target)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +100,13 @@ def build_random_model(ref: str, cache_dir: Path) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return target
+
+
+def _built(marker: Path) -> bool:
+    try:
+        return bool(json.loads(marker.read_text()).get("version") == BUILDER_VERSION)
+    except (OSError, ValueError):
+        return False
 
 
 def _write_model(spec: RandomModelSpec, ref: str, folder: Path) -> None:

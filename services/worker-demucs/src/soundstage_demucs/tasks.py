@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from celery import Celery, Task
 
-from soundstage.jobrunner import JobBusyError, transient_errors
-from soundstage.logs import job_context
-from soundstage.pool import job_task_base
+from soundstage.jobrunner import transient_errors
+from soundstage.pool import job_task_base, run_delivered_job
 from soundstage.queue import TaskName
 from soundstage.settings import Settings
 from soundstage_demucs.job import run_separate
@@ -26,13 +25,10 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     )
     def separate(task: Task, job_id: str) -> None:
         runtime = get_runtime(settings)
-        services = runtime.services
-        with job_context(job_id):
-            try:
-                services.runner.run(
-                    job_id, lambda job, report: run_separate(job, runtime.engine_for(job.model), services.store, report)
-                )
-            except JobBusyError as busy:
-                # A duplicate delivery while the job runs elsewhere: check again once its
-                # heartbeat could have gone stale (it is then finished, or taken over).
-                raise task.retry(countdown=busy.retry_in, max_retries=None) from busy
+        store = runtime.services.store
+        run_delivered_job(
+            task,
+            runtime.services.runner,
+            job_id,
+            lambda job, report: run_separate(job, runtime.engine_for(job.model), store, report),
+        )

@@ -72,6 +72,28 @@ class DecodedAudio:
         return self.frames / self.sample_rate
 
 
+@dataclass(frozen=True)
+class AudioInfo:
+    """What :func:`probe_audio` learns from decoding a file without keeping its samples."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def probe_audio(data: bytes | Path, *, max_seconds: float = DEFAULT_MAX_SECONDS) -> AudioInfo:
+    """Validate a whole audio file exactly as :func:`decode_audio` does (same errors), decoding it block
+    by block without keeping the samples, so memory stays small whatever the file decodes to. What the
+    API uses: it checks uploads, the workers decode them."""
+    collector = _Collector.start(data, max_seconds, keep=False)
+    return AudioInfo(collector.sample_rate, collector.channels, collector.frames, collector.format)
+
+
 def decode_audio(data: bytes | Path, *, max_seconds: float = DEFAULT_MAX_SECONDS) -> DecodedAudio:
     """Decode a whole audio file (bytes, or a path) at its own rate and channel count.
 
@@ -81,16 +103,7 @@ def decode_audio(data: bytes | Path, *, max_seconds: float = DEFAULT_MAX_SECONDS
     for anything else that is not audio. Non-finite samples (NaN, inf in float WAVs)
     become 0; values are not clipped.
     """
-    if (len(data) if isinstance(data, bytes) else _file_size(data)) == 0:
-        raise AppError(ErrorCode.AUDIO_EMPTY, "The audio file is empty.", status_code=422)
-    try:
-        decoded = _decode_with_soundfile(data, max_seconds)
-    except (sf.SoundFileError, RuntimeError, ValueError) as error:
-        logger.debug("libsndfile could not decode the audio (%s); trying FFmpeg", error)
-        decoded = _decode_with_ffmpeg(data, max_seconds)
-    if decoded.frames == 0:
-        raise AppError(ErrorCode.AUDIO_EMPTY, "The audio file holds no samples.", status_code=422)
-    return decoded
+    return _Collector.start(data, max_seconds, keep=True).result()
 
 
 def _file_size(path: Path) -> int:
@@ -110,9 +123,25 @@ def _open_binary(data: bytes | Path) -> Iterator[BinaryIO]:
 
 
 class _Collector:
-    """Appends decoded blocks and refuses to hold more than ``max_seconds`` of audio."""
+    """Counts (and with ``keep``, appends) decoded blocks; refuses more than ``max_seconds`` of audio."""
 
-    def __init__(self, sample_rate: int, channels: int, max_seconds: float) -> None:
+    format = "bin"
+
+    @classmethod
+    def start(cls, data: bytes | Path, max_seconds: float, *, keep: bool) -> _Collector:
+        """Decode ``data`` whole into a collector (libsndfile first, then FFmpeg); raises the 422 errors."""
+        if (len(data) if isinstance(data, bytes) else _file_size(data)) == 0:
+            raise AppError(ErrorCode.AUDIO_EMPTY, "The audio file is empty.", status_code=422)
+        try:
+            collector = _decode_with_soundfile(data, max_seconds, keep)
+        except (sf.SoundFileError, RuntimeError, ValueError) as error:
+            logger.debug("libsndfile could not decode the audio (%s); trying FFmpeg", error)
+            collector = _decode_with_ffmpeg(data, max_seconds, keep)
+        if collector.frames == 0:
+            raise AppError(ErrorCode.AUDIO_EMPTY, "The audio file holds no samples.", status_code=422)
+        return collector
+
+    def __init__(self, sample_rate: int, channels: int, max_seconds: float, *, keep: bool = True) -> None:
         if not 0 < sample_rate <= MAX_SAMPLE_RATE or not 0 < channels <= MAX_CHANNELS:
             raise AppError(
                 ErrorCode.AUDIO_UNDECODABLE,
@@ -125,6 +154,7 @@ class _Collector:
         self.max_seconds = max_seconds
         self.max_frames = int(max_seconds * sample_rate)
         self.frames = 0
+        self.keep = keep
         self.blocks: list[np.ndarray] = []
 
     def add(self, block: np.ndarray) -> None:
@@ -137,30 +167,32 @@ class _Collector:
                 status_code=422,
                 details={"max_seconds": self.max_seconds},
             )
-        self.blocks.append(block)
+        if self.keep:
+            self.blocks.append(block)
 
-    def result(self, fmt: str) -> DecodedAudio:
+    def result(self) -> DecodedAudio:
         if self.blocks:
             samples = np.concatenate(self.blocks, axis=1).astype(np.float32, copy=False)
         else:
             samples = np.zeros((self.channels, 0), dtype=np.float32)
         samples = np.nan_to_num(samples, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        return DecodedAudio(samples=np.ascontiguousarray(samples), sample_rate=self.sample_rate, format=fmt)
+        return DecodedAudio(samples=np.ascontiguousarray(samples), sample_rate=self.sample_rate, format=self.format)
 
 
-def _decode_with_soundfile(data: bytes | Path, max_seconds: float) -> DecodedAudio:
+def _decode_with_soundfile(data: bytes | Path, max_seconds: float, keep: bool) -> _Collector:
     with _open_binary(data) as handle, sf.SoundFile(handle) as reader:
-        collector = _Collector(int(reader.samplerate), int(reader.channels), max_seconds)
+        collector = _Collector(int(reader.samplerate), int(reader.channels), max_seconds, keep=keep)
         while True:
             block = reader.read(frames=_BLOCK_FRAMES, dtype="float32", always_2d=True)
             if block.shape[0] == 0:
                 break
             collector.add(block.T)
         major = str(reader.format)
-    return collector.result(_SOUNDFILE_EXTENSIONS.get(major, _safe_extension(major)))
+    collector.format = _SOUNDFILE_EXTENSIONS.get(major, _safe_extension(major))
+    return collector
 
 
-def _decode_with_ffmpeg(data: bytes | Path, max_seconds: float) -> DecodedAudio:
+def _decode_with_ffmpeg(data: bytes | Path, max_seconds: float, keep: bool) -> _Collector:
     import av  # imported here: most uploads never need FFmpeg
 
     try:
@@ -169,7 +201,7 @@ def _decode_with_ffmpeg(data: bytes | Path, max_seconds: float) -> DecodedAudio:
                 raise AppError(ErrorCode.AUDIO_UNDECODABLE, "The file holds no audio stream.", status_code=422)
             stream = box.streams.audio[0]
             rate = int(stream.codec_context.sample_rate or 0)
-            collector = _Collector(rate, int(stream.codec_context.channels or 0), max_seconds)
+            collector = _Collector(rate, int(stream.codec_context.channels or 0), max_seconds, keep=keep)
             resampler = av.AudioResampler(format="fltp", layout=stream.codec_context.layout, rate=rate)
             for frame in box.decode(stream):
                 for converted in resampler.resample(frame):
@@ -183,7 +215,8 @@ def _decode_with_ffmpeg(data: bytes | Path, max_seconds: float) -> DecodedAudio:
             "The file is not audio in a supported format (WAV, FLAC, OGG, MP3, M4A/AAC, WebM).",
             status_code=422,
         ) from error
-    return collector.result(_FFMPEG_EXTENSIONS.get(container, _safe_extension(container)))
+    collector.format = _FFMPEG_EXTENSIONS.get(container, _safe_extension(container))
+    return collector
 
 
 def _safe_extension(name: str) -> str:

@@ -20,7 +20,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from soundstage import telemetry
-from soundstage.audio import DecodedAudio, decode_audio
+from soundstage.audio import AudioInfo, probe_audio
 from soundstage.db import new_job_id
 from soundstage.errors import AppError, ErrorCode
 from soundstage.queue import TASK_QUEUES, Queue, TaskName, enqueue_job
@@ -142,12 +142,13 @@ async def submit_with_audio(
     size: int,
     role: InputRole,
     max_seconds: float,
-    params: Callable[[str, DecodedAudio], dict[str, object]],
+    params: Callable[[str, AudioInfo], dict[str, object]],
 ) -> JobCreated:
-    """Decode the input audio at `path` in a worker thread (422 `audio_undecodable`, `audio_empty`,
+    """Check the input audio at `path` by decoding it in a worker thread without keeping its samples
+    (422 `audio_undecodable`, `audio_empty`,
     `audio_too_long` past `max_seconds`), then `submit` a job with the original bytes stored as
     `{job_id}_{role}.<ext>`; `params(name, decoded)` gives the job's parameters."""
-    decoded = await run_in_threadpool(decode_audio, path, max_seconds=max_seconds)
+    decoded = await run_in_threadpool(probe_audio, path, max_seconds=max_seconds)
     job_id = new_job_id()
     name = f"{job_id}_{role}.{decoded.format}"
     logger.info(

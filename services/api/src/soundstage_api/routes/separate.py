@@ -29,7 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from python_multipart.multipart import parse_options_header
 
-from soundstage.audio import DecodedAudio
+from soundstage.audio import AudioInfo
 from soundstage.errors import AppError, ErrorCode
 from soundstage.queue import Queue, TaskName
 from soundstage.schemas import ErrorBody, JobCreated, JobKind, SeparateJobParams, SeparateOptions, SeparateUrlRequest
@@ -161,7 +161,7 @@ def validate_separation(options: SeparateOptions, settings: Settings) -> str:
 
 
 async def _submit(state: AppState, options: SeparateOptions, model: str, path: Path, size: int) -> JobCreated:
-    def params(name: str, audio: DecodedAudio) -> dict[str, object]:
+    def params(name: str, audio: AudioInfo) -> dict[str, object]:
         job = SeparateJobParams.model_validate(
             {
                 **options.model_dump(exclude={"model", URL_FIELD}),
