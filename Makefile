@@ -14,16 +14,17 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install install-dev run migrate models test test-unit lint format bench-api bench-musicgen clean
+.PHONY: help install install-dev run migrate models test test-unit lint format bench-api bench-musicgen bench-demucs clean
 
 help:
 	@echo "make run        start the whole stack in embedded mode on http://127.0.0.1:8000 (PORT=...)"
 	@echo "make test       run the whole test suite (installs what it needs first)"
 	@echo "make migrate    apply database migrations to DATABASE_URL"
-	@echo "make models     download/build every served MusicGen model into the model cache (warm-up)"
+	@echo "make models     download/build every served MusicGen and Demucs model into the model cache (warm-up)"
 	@echo "make lint       ruff + mypy"
 	@echo "make bench-api  submission latency benchmark against real Redis + PostgreSQL"
 	@echo "make bench-musicgen  MusicGen decoding speed (random:small): the engine against plain generate"
+	@echo "make bench-demucs    Demucs separation speed and memory (random:htdemucs): the engine against apply_model"
 
 # The runtime (what `make run` needs) and the test/lint tools are installed separately,
 # so a plain `make run` does not pull moto, mypy and friends.
@@ -49,6 +50,7 @@ migrate: install
 
 models: install
 	$(BIN)/soundstage-musicgen-models
+	$(BIN)/soundstage-demucs-models
 
 test: install-dev
 	@scripts/ensure-test-servers.sh
@@ -72,6 +74,9 @@ bench-api: install-dev
 
 bench-musicgen: install-dev
 	$(BIN)/python -m bench.bench_musicgen $(BENCH_ARGS)
+
+bench-demucs: install-dev
+	$(BIN)/python -m bench.bench_demucs $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

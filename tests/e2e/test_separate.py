@@ -194,7 +194,7 @@ def test_killed_worker_leaves_a_job_that_is_retried_not_stuck(make_stack: StackF
     first = stack.start_worker(module=DEMUCS)
     stack.wait_for_workers(1)
     with stack.client() as client:
-        job_id = submit(client, wav16(synth(44100, 2, 30.0, seed=9), 44100), segment=2)
+        job_id = submit(client, wav16(synth(44100, 2, 16.0, seed=9), 44100), segment=2)
         wait_until(lambda: client.get(f"/jobs/{job_id}").json()["progress"] > 0, 90, interval=0.05)
         first.kill_group()
         assert client.get(f"/jobs/{job_id}").json()["status"] == "processing"
@@ -212,7 +212,7 @@ def test_killed_pool_process_is_retried_at_once(make_stack: StackFactory) -> Non
     worker = stack.start_worker("--pool", "prefork", module=DEMUCS)
     stack.wait_for_workers(1)
     with stack.client() as client:
-        job_id = submit(client, wav16(synth(44100, 2, 30.0, seed=10), 44100), segment=2)
+        job_id = submit(client, wav16(synth(44100, 2, 16.0, seed=10), 44100), segment=2)
         wait_until(lambda: client.get(f"/jobs/{job_id}").json()["progress"] > 0, 90, interval=0.05)
         (pool_process,) = child_pids(worker.pid)
         os.kill(pool_process, signal.SIGKILL)
