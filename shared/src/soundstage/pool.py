@@ -11,15 +11,17 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from soundstage.db import JobRepository, create_db_engine, create_session_factory
-from soundstage.errors import ErrorCode
-from soundstage.jobrunner import Execute, JobRunner
-from soundstage.queue import Queue
+from soundstage.db import Job, JobRepository, create_db_engine, create_session_factory, utcnow
+from soundstage.errors import AppError, ErrorCode, ModelUnavailableError
+from soundstage.jobrunner import Execute, JobOutput, JobRunner, ProgressReporter, transient_errors
+from soundstage.queue import Queue, TaskName, create_celery_app
+from soundstage.schemas import WorkerInfo
 from soundstage.settings import Settings
 from soundstage.storage import ObjectStore, open_store
+from soundstage.workers import Heartbeat
 
 if TYPE_CHECKING:
     from celery import Celery, Task
@@ -171,3 +173,162 @@ def run_delivered_job(task: Task, runner: JobRunner, job_id: str, execute: Execu
             runner.run(job_id, execute)
         except JobBusyError as busy:
             raise task.retry(countdown=busy.retry_in, max_retries=task.request.retries + 1) from busy
+
+
+class EngineInfo(Protocol):
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def gpu_available(self) -> bool: ...
+
+    @property
+    def random_weights(self) -> bool: ...
+
+
+class Engine(Protocol):
+    """What a pool's engine offers its runtime: a model loaded once, and facts about it."""
+
+    @property
+    def model_ref(self) -> str: ...
+
+    @property
+    def loaded(self) -> bool: ...
+
+    @property
+    def info(self) -> EngineInfo: ...
+
+    def load(self) -> object: ...
+
+
+EngineT = TypeVar("EngineT", bound=Engine)
+
+
+@dataclass
+class PoolRuntime(Generic[EngineT]):
+    """Per-process state of a worker: one engine per served model (each loaded once), the job
+    services, and the heartbeat that tells `/health` and the probes what is loaded."""
+
+    queue: Queue
+    settings: Settings
+    engines: dict[str, EngineT]  # one per served model, in the order the settings list them
+    services: JobServices
+    heartbeat: Heartbeat | None = None
+    load_errors: dict[str, str] = field(default_factory=dict)
+
+    def engine_for(self, model: str | None) -> EngineT:
+        """The loaded engine serving ``model``; a failure to load fails the job, not the worker."""
+        engine = self.engines.get(model or "")
+        if engine is None:
+            raise AppError(
+                ErrorCode.UNKNOWN_MODEL,
+                f"This worker serves {', '.join(self.engines)}, not {model!r}.",
+                status_code=422,
+            )
+        self._load(engine)
+        return engine
+
+    def load_all(self) -> None:
+        for engine in self.engines.values():
+            try:
+                self._load(engine)
+                logger.info("model %s loaded on %s", engine.model_ref, engine.info.device)
+            except ModelUnavailableError as error:
+                # Keep consuming: its jobs fail fast with model_unavailable and say how to fix it.
+                logger.error("model %s unavailable: %s", engine.model_ref, error.message)
+        if self.heartbeat:
+            self.heartbeat.beat()
+
+    def _load(self, engine: EngineT) -> None:
+        try:
+            engine.load()
+        except ModelUnavailableError as error:
+            self.load_errors[engine.model_ref] = error.message
+            raise
+        self.load_errors.pop(engine.model_ref, None)
+
+    def start_heartbeat(self) -> None:
+        self.heartbeat = Heartbeat(self.services.redis, self.describe)
+        self.heartbeat.start()
+
+    def stop_heartbeat(self) -> None:
+        if self.heartbeat:
+            self.heartbeat.stop()
+
+    def describe(self) -> WorkerInfo:
+        loaded = [engine for engine in self.engines.values() if engine.loaded]
+        info = loaded[0].info if loaded else None
+        return WorkerInfo(
+            hostname=self.services.hostname,
+            queue=self.queue.value,
+            model=next(iter(self.engines)),
+            models_loaded=[engine.model_ref for engine in loaded],
+            device=info.device if info else "unknown",
+            gpu_available=info.gpu_available if info else False,
+            random_weights=any(engine.info.random_weights for engine in loaded),
+            model_loaded=len(loaded) == len(self.engines),
+            load_error="; ".join(f"{ref}: {message}" for ref, message in self.load_errors.items()) or None,
+            seen_at=utcnow(),
+        )
+
+
+class RuntimeHolder(Generic[EngineT]):
+    """The process's one runtime, built on first use (after fork, never at import)."""
+
+    def __init__(self, build: Callable[[Settings], PoolRuntime[EngineT]]) -> None:
+        self._build = build
+        self._runtime: PoolRuntime[EngineT] | None = None
+        self._lock = threading.Lock()
+
+    def get(self, settings: Settings) -> PoolRuntime[EngineT]:
+        with self._lock:
+            if self._runtime is None:
+                self._runtime = self._build(settings)
+            return self._runtime
+
+
+JobFunction = Callable[[Job, EngineT, ObjectStore, ProgressReporter], JobOutput]
+
+
+def create_pool_app(
+    settings: Settings,
+    *,
+    queue: Queue,
+    task: TaskName,
+    runtime: Callable[[], PoolRuntime[EngineT]],
+    job: JobFunction[EngineT],
+    in_process_pool: bool,
+) -> Celery:
+    """The Celery app of a pool: its one job task, registered under ``task``, and start-up hooks that
+    start the heartbeat and load the models once (``in_process_pool``: tasks run in the worker's main
+    process, threads/solo pools; otherwise in prefork children, which load after the fork)."""
+    app = create_celery_app(settings, f"soundstage-{queue.value}")
+
+    @app.task(  # type: ignore[untyped-decorator]
+        name=task.value,
+        base=job_task_base(lambda: runtime().services.runner),
+        autoretry_for=transient_errors(),
+        retry_backoff=2,
+        retry_backoff_max=60,
+        retry_jitter=True,
+        max_retries=5,
+        bind=True,
+    )
+    def run_job(celery_task: Task, job_id: str) -> None:
+        state = runtime()
+        store = state.services.store
+        run_delivered_job(
+            celery_task,
+            state.services.runner,
+            job_id,
+            lambda row, report: job(row, state.engine_for(row.model), store, report),
+        )
+
+    connect_start_up(
+        app,
+        start=lambda: runtime().start_heartbeat(),
+        load=lambda: runtime().load_all(),
+        stop=lambda: runtime().stop_heartbeat(),
+        in_process=in_process_pool,
+    )
+    return app

@@ -12,26 +12,24 @@ import sys
 from celery import Celery
 
 from soundstage.logs import configure_logging
-from soundstage.pool import connect_start_up, pool_from_args, worker_argv
-from soundstage.queue import Queue, create_celery_app
+from soundstage.pool import create_pool_app, pool_from_args, worker_argv
+from soundstage.queue import Queue, TaskName
 from soundstage.settings import Settings
+from soundstage_musicgen.job import run_generate
 from soundstage_musicgen.runtime import get_runtime
-from soundstage_musicgen.tasks import register_tasks
 
 
 def create_app(settings: Settings, *, in_process_pool: bool = False) -> Celery:
-    """`in_process_pool`: tasks run in the worker's main process (`--pool=solo`, GPU workers);
-    otherwise in prefork children, which load the model after the fork."""
-    app = create_celery_app(settings, "soundstage-musicgen")
-    register_tasks(app, settings)
-    connect_start_up(
-        app,
-        start=lambda: get_runtime(settings).start_heartbeat(),
-        load=lambda: get_runtime(settings).load_all(),
-        stop=lambda: get_runtime(settings).stop_heartbeat(),
-        in_process=in_process_pool,
+    """`in_process_pool`: tasks run in the worker's main process (threads/solo pools); otherwise in
+    prefork children, which load the model after the fork."""
+    return create_pool_app(
+        settings,
+        queue=Queue.MUSICGEN,
+        task=TaskName.MUSICGEN_GENERATE,
+        runtime=lambda: get_runtime(settings),
+        job=run_generate,
+        in_process_pool=in_process_pool,
     )
-    return app
 
 
 def main(argv: list[str] | None = None) -> None:
