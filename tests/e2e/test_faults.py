@@ -62,7 +62,9 @@ def test_sigkill_of_whole_worker_is_redelivered_to_the_next_worker(
     make_stack: StackFactory, s3_server: S3Server
 ) -> None:
     # A short visibility timeout stands in for the production one (longer than any job).
-    stack = make_stack(BROKER_VISIBILITY_TIMEOUT="4", JOB_HEARTBEAT_TIMEOUT="3")
+    # The heartbeat timeout stays above the longest gap between heartbeats on a busy machine (the
+    # redelivered job waits for the new worker to load its model before its first progress write).
+    stack = make_stack(BROKER_VISIBILITY_TIMEOUT="4", JOB_HEARTBEAT_TIMEOUT="10")
     stack.start_api()
     first = stack.start_worker()
     stack.wait_for_workers(1)
