@@ -46,18 +46,6 @@ class SeparationSettings:
     normalize: bool = True  # demucs.separate's mix normalisation (mean/std of the mono mix)
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    model: str
-    sources: list[str]
-    sample_rate: int
-    audio_channels: int
-    device: str
-    gpu_available: bool
-    random_weights: bool
-    max_segment: float | None
-
-
 BlockSink = Callable[[np.ndarray], None]
 Progress = Callable[[int, int], None]
 
@@ -92,18 +80,9 @@ class DemucsEngine:
             return self._loaded
 
     @property
-    def info(self) -> ModelInfo:
-        loaded = self.load()
-        return ModelInfo(
-            model=self.model_ref,
-            sources=loaded.sources,
-            sample_rate=loaded.sample_rate,
-            audio_channels=loaded.audio_channels,
-            device=loaded.device,
-            gpu_available=loaded.gpu_available,
-            random_weights=loaded.random_weights,
-            max_segment=loaded.max_segment,
-        )
+    def info(self) -> LoadedSeparator:
+        """The loaded model and its facts (loads it on first use)."""
+        return self.load()
 
     def separate(
         self, mix: np.ndarray, settings: SeparationSettings, on_block: BlockSink, on_progress: Progress
@@ -217,4 +196,4 @@ def _valid_length(model: Any, segment: float | None, sample_rate: int) -> Callab
     return lambda n: n
 
 
-__all__ = ["DemucsEngine", "ModelInfo", "SegmentInput", "SeparationSettings"]
+__all__ = ["DemucsEngine", "LoadedSeparator", "SegmentInput", "SeparationSettings"]

@@ -13,7 +13,8 @@ from soundstage.errors import AppError, ErrorCode
 from soundstage.jobrunner import JobOutput, ProgressReporter
 from soundstage.schemas import SeparateJobParams
 from soundstage.storage import ObjectStore, content_type_for
-from soundstage_demucs.engine import DemucsEngine, ModelInfo, SeparationSettings
+from soundstage_demucs.engine import DemucsEngine, SeparationSettings
+from soundstage_demucs.loading import LoadedSeparator
 from soundstage_demucs.stems import ACCOMPANIMENT, StemFile, StemWriter, reference_at
 
 RANDOM_WEIGHTS_WARNING = (
@@ -82,10 +83,10 @@ def run_separate(job: Job, engine: DemucsEngine, store: ObjectStore, report: Pro
         report(99.0, "storing the stems", force=True)
         files = [_store_stem(job.id, stem, params, store) for stem in written]
     result = {
-        "model": info.model,
+        "model": info.ref,
         "stems": list(stems),
         "random_weights": info.random_weights,
-        "warning": RANDOM_WEIGHTS_WARNING.format(model=info.model) if info.random_weights else None,
+        "warning": RANDOM_WEIGHTS_WARNING.format(model=info.ref) if info.random_weights else None,
         "device": info.device,
         "compute_seconds": round(compute_seconds, 3),
         "input_seconds": round(params.input_seconds, 3),
@@ -93,7 +94,7 @@ def run_separate(job: Job, engine: DemucsEngine, store: ObjectStore, report: Pro
     return JobOutput(files=files, result=result, audio_seconds=params.input_seconds)
 
 
-def _needed_sources(stems: tuple[str, ...], info: ModelInfo) -> list[str]:
+def _needed_sources(stems: tuple[str, ...], info: LoadedSeparator) -> list[str]:
     """Model sources the requested stems are made of (`other` also takes unrequested guitar/piano)."""
     wanted = {stem for stem in stems if stem != ACCOMPANIMENT}
     if "other" in wanted:
@@ -101,12 +102,12 @@ def _needed_sources(stems: tuple[str, ...], info: ModelInfo) -> list[str]:
     return [source for source in info.sources if source in wanted]
 
 
-def _check_stems(stems: tuple[str, ...], info: ModelInfo) -> None:
+def _check_stems(stems: tuple[str, ...], info: LoadedSeparator) -> None:
     missing = [stem for stem in stems if stem != ACCOMPANIMENT and stem not in info.sources]
     if missing:
         raise AppError(
             ErrorCode.STEMS_NOT_SUPPORTED,
-            f"Model {info.model!r} separates {', '.join(info.sources)}; it has no {', '.join(missing)} source "
+            f"Model {info.ref!r} separates {', '.join(info.sources)}; it has no {', '.join(missing)} source "
             f"(use a six-source model such as htdemucs_6s for stems=6).",
             status_code=422,
         )

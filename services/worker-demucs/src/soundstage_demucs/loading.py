@@ -36,6 +36,7 @@ _FIX_HINT = (
 class LoadedSeparator:
     """A loaded model (a demucs ``BagOfModels`` or single model, eval mode) and the facts a job needs."""
 
+    ref: str  # the model as configured (`htdemucs`, a path, `random:tiny`)
     model: Any
     sub_models: list[Any]  # the models a separation runs (one for a single model)
     weights: list[list[float]]  # per sub-model, per source (demucs' bag weights)
@@ -74,6 +75,7 @@ def load_separator(ref: str, *, model_dir: Path | None, cache_dir: Path, device:
     for sub_model in sub_models:
         sub_model.to(chosen).eval()
     return LoadedSeparator(
+        ref=ref,
         model=model,
         sub_models=sub_models,
         weights=weights,
