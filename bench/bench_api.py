@@ -42,7 +42,8 @@ import psycopg
 import redis
 
 from soundstage import migrations
-from soundstage.queue import Queue, queue_key
+from soundstage.pools import Queue
+from soundstage.queue import queue_key
 from tests.support.servers import PostgresServer, RedisServer
 from tests.support.stack import Stack
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from soundstage.queue import Queue
+from soundstage.pools import Queue
 from soundstage.settings import Settings
 from tests.deploy.test_dockerfiles import Dockerfile, image_tag, parse_dockerfile, settings_env_names
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from soundstage.queue import Queue
+from soundstage.pools import Queue
 from soundstage.schemas import WorkerInfo
 from soundstage.settings import Settings
 from soundstage.workers import KEY_PREFIX, publish
@@ -206,7 +206,7 @@ def makefile_torch_version() -> str:
 
 
 def settings_env_names() -> set[str]:
-    return {name.upper() for name in Settings.model_fields}
+    return Settings.env_names()
 
 
 def healthcheck_command(dockerfile: Dockerfile) -> list[str]:

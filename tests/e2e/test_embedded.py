@@ -43,7 +43,7 @@ def test_embedded_stack_generates_and_stops_cleanly(tmp_path: Path, model_cache_
     try:
 
         def loaded() -> bool:
-            return bool(httpx.get(f"{base}/health", timeout=5).json()["models_loaded"])
+            return bool(httpx.get(f"{base}/health", timeout=5).json()["models_loaded"]["musicgen"])
 
         wait_until(loaded, 120, interval=0.2, message=f"embedded stack to load its model\n{launcher.log_text()}")
         with httpx.Client(base_url=base, timeout=30) as client:

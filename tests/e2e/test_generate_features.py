@@ -83,7 +83,8 @@ def test_stereo_model_takes_resampling_and_loudness(stack: Stack) -> None:
     assert job["model"] == "random:tiny-stereo"
     with stack.client() as client:
         health = client.get("/health").json()
-    assert set(health["models_loaded"]) == {"random:tiny", "random:tiny-stereo"}
+    assert set(health["loaded_models"]) == {"random:tiny", "random:tiny-stereo"}
+    assert health["models_loaded"]["musicgen"] is True
     unknown = client_post(stack, {"prompt": "x", "model": "random:small"})
     assert unknown.status_code == 422
     assert unknown.json()["error"]["details"][0]["choices"] == ["random:tiny", "random:tiny-stereo"]

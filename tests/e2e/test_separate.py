@@ -176,7 +176,7 @@ def test_progress_moves_segment_by_segment_and_cancel_stops_it(stack: Stack) -> 
             job = client.get(f"/jobs/{job_id}").json()
             if job["status"] == "processing" and 0 < job["progress"] < 99:
                 seen.append(job["progress"])
-                assert "segment" in job["progress_detail"]
+                assert "segment" in job["progress_detail"]["message"]
             return len(set(seen)) >= 3
 
         wait_until(moving, 120, interval=0.05, message=f"progress to move\n{stack.logs()}")

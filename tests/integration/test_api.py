@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from soundstage.queue import Queue
+from soundstage.pools import Queue
 from soundstage.settings import Settings
 from soundstage_api.app import create_app
+from tests.support.messages import queued_tasks
 from tests.support.servers import RedisServer
 
 
@@ -27,8 +28,7 @@ def make_client(database_url: str, redis: RedisServer, tmp_path: Path, **overrid
         redis_url=redis.url,
         storage_url=str(tmp_path / "files"),
         data_dir=tmp_path,
-        musicgen_model="facebook/musicgen-small",
-        **overrides,
+        **{"musicgen": {"model": "facebook/musicgen-small"}, **overrides},
     )
     return TestClient(create_app(settings))
 
@@ -39,9 +39,12 @@ def client(database_url: str, redis: RedisServer, tmp_path: Path) -> Iterator[Te
         yield client
 
 
-def queued_payloads(redis: RedisServer) -> list[dict[str, object]]:
-    raw = redis.client().lrange(Queue.MUSICGEN.value, 0, -1)
-    return [json.loads(item) for item in raw]
+def queued_payloads(redis: RedisServer, queue: Queue = Queue.MUSICGEN) -> list[dict[str, Any]]:
+    """The messages waiting on ``queue``: their headers and their (validated) payload."""
+    return [
+        {"headers": task.headers, "payload": task.payload.model_dump()}
+        for task in queued_tasks(redis.client(), queue.value)
+    ]
 
 
 def test_generate_records_and_enqueues(client: TestClient, redis: RedisServer) -> None:
@@ -52,7 +55,7 @@ def test_generate_records_and_enqueues(client: TestClient, redis: RedisServer) -
     messages = queued_payloads(redis)
     assert len(messages) == 1
     assert messages[0]["headers"]["task"] == "musicgen.generate"
-    assert body["job_id"] in messages[0]["headers"]["argsrepr"]
+    assert messages[0]["payload"]["job_id"] == body["job_id"]
     job = client.get(f"/jobs/{body['job_id']}").json()
     assert job["status"] == "queued" and job["progress"] == 0 and job["result_urls"] == []
     assert job["model"] == "facebook/musicgen-small"
@@ -145,7 +148,10 @@ def test_health_without_workers_and_openapi_documents_fields(client: TestClient)
     health = client.get("/health").json()
     assert health["status"] == "healthy" and health["auth_enabled"] is False
     assert health["device"] == "none" and health["workers"] == []
-    assert {q["name"] for q in health["queues"]} == {"musicgen", "magenta", "demucs"}
+    assert {q["name"] for q in health["queues"]} == {"musicgen", "magenta", "demucs", "pipeline"}
+    # musicgen-api's fields, with its types: a bool per model pool, and MPS (never used here).
+    assert health["models_loaded"] == {"musicgen": False, "demucs": False}
+    assert health["mps_available"] is False and health["loaded_models"] == []
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     ours = {name: schema for name, schema in schemas.items() if "ValidationError" not in name}
     assert {"GenerateRequest", "JobView", "JobCreated", "Health", "Ready", "ErrorBody"} <= set(ours)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from soundstage.queue import Queue
+from soundstage.pools import Queue
 from tests.integration.test_api import make_client, queued_payloads
 from tests.integration.test_api import redis as redis  # noqa: PLC0414 - the fixture, re-exported for pytest
 from tests.support.audio_files import empty_wav, encode, synth
@@ -103,7 +103,7 @@ def test_new_generate_parameters_are_stored_on_the_job(client: TestClient) -> No
 
 def test_the_request_picks_among_the_served_models(database_url: str, redis: RedisServer, tmp_path: Path) -> None:
     served = ["facebook/musicgen-small", "random:tiny"]
-    with make_client(database_url, redis, tmp_path, musicgen_models=served) as client:
+    with make_client(database_url, redis, tmp_path, musicgen={"models": served}) as client:
         for requested, expected in [(None, served[0]), ("random:tiny", "random:tiny"), ("musicgen-small", served[0])]:
             body = {"prompt": "x"} if requested is None else {"prompt": "x", "model": requested}
             response = client.post("/generate", json=body)
@@ -136,7 +136,7 @@ def test_continue_accepts_each_format_and_stores_the_upload(
     assert job["params"]["include_prompt"] is True and job["params"]["duration"] == 20.0
     assert (tmp_path / "files" / f"{job_id}_prompt.{fmt}").read_bytes() == upload
     messages = queued_payloads(redis)
-    assert len(messages) == 1 and job_id in messages[0]["headers"]["argsrepr"]
+    assert len(messages) == 1 and messages[0]["payload"]["job_id"] == job_id
     assert messages[0]["headers"]["task"] == "musicgen.generate"
     # Inputs are not outputs: the listing of stored outputs does not show them.
     assert client.get("/files/").json() == []

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from tests.integration.test_api import make_client, queued_payloads
 from tests.integration.test_api import redis as redis  # noqa: PLC0414 - the fixture, re-exported for pytest
 from tests.integration.test_api_continue import _assert_nothing_created, _error
+from tests.support import heartbeats
 from tests.support.audio_files import empty_wav, encode, synth
 from tests.support.http_server import HttpServer
 from tests.support.servers import RedisServer
@@ -33,7 +34,9 @@ def server() -> Iterator[HttpServer]:
 
 @pytest.fixture
 def client(database_url: str, redis: RedisServer, tmp_path: Path) -> Iterator[TestClient]:
-    with make_client(database_url, redis, tmp_path, musicgen_models=SERVED, allow_private_urls=True) as client:
+    # A live MusicGen worker has loaded both models and reported which one is a melody model.
+    heartbeats.report(redis.client(), "musicgen", heartbeats.MUSICGEN_TINY, heartbeats.MUSICGEN_MELODY)
+    with make_client(database_url, redis, tmp_path, musicgen={"models": SERVED}, allow_private_urls=True) as client:
         yield client
 
 
@@ -77,7 +80,7 @@ def test_a_melody_url_is_fetched_and_stored_with_the_job(
     assert "melody_audio_url" not in params and "s3cr3t" not in json.dumps(job), "a URL may carry credentials"
     assert (tmp_path / "files" / f"{job_id}_melody.flac").read_bytes() == melody_flac
     messages = queued_payloads(redis)
-    assert len(messages) == 1 and job_id in messages[0]["headers"]["argsrepr"]
+    assert len(messages) == 1 and messages[0]["payload"]["job_id"] == job_id
     assert server.hits["/tune.flac"] == 1
     assert client.get("/files/").json() == [], "inputs are not listed as outputs"
 
@@ -86,7 +89,7 @@ def test_a_melody_model_as_the_default_needs_no_model_field(
     database_url: str, redis: RedisServer, tmp_path: Path, server: HttpServer, melody_flac: bytes
 ) -> None:
     url = server.body("/tune.flac", melody_flac)
-    with make_client(database_url, redis, tmp_path, musicgen_models=[MELODY], allow_private_urls=True) as client:
+    with make_client(database_url, redis, tmp_path, musicgen={"models": [MELODY]}, allow_private_urls=True) as client:
         response = client.post("/generate", json={"prompt": "x", "melody_audio_url": url})
         assert response.status_code == 200, response.text
         assert client.get(f"/jobs/{response.json()['job_id']}").json()["model"] == MELODY
@@ -106,6 +109,8 @@ def test_melody_needs_a_melody_model(
     error = _error(_upload(client, b"RIFF", {"prompt": "x", "model": "random:tiny"}), 422, "model_not_melody")
     _assert_nothing_created(client)
     assert server.hits["/tune.wav"] == 0, "the model is checked before anything is fetched"
+    small = heartbeats.MUSICGEN_TINY.model_copy(update={"model": "facebook/musicgen-small", "random_weights": False})
+    heartbeats.report(redis.client(), "musicgen", small, hostname="other-worker:2")
     with make_client(database_url, redis, tmp_path / "plain", allow_private_urls=True) as plain:
         error = _error(plain.post("/generate", json={"prompt": "x", "melody_audio_url": url}), 422, "model_not_melody")
         assert "melody models: none" in error["message"]
@@ -139,7 +144,7 @@ def test_melody_url_refusals_create_nothing(
         "stalls": server.silent("/slow.wav"),
     }
     settings: dict[str, object] = {
-        "musicgen_models": SERVED,
+        "musicgen": {"models": SERVED},
         "allow_private_urls": case != "private",
         "max_upload_mb": 1,
         "fetch_timeout_seconds": 1,
@@ -247,7 +252,8 @@ def test_melody_upload_refusals_create_nothing(
         "empty": b"",
         "too_large": b"\0" * (2 * MIB),
     }
-    with make_client(database_url, redis, tmp_path, musicgen_models=SERVED, max_upload_mb=1) as client:
+    heartbeats.report(redis.client(), "musicgen", heartbeats.MUSICGEN_TINY, heartbeats.MUSICGEN_MELODY)
+    with make_client(database_url, redis, tmp_path, musicgen={"models": SERVED}, max_upload_mb=1) as client:
         error = _error(_upload(client, None if audio is None else uploads[audio], fields), status, code)
         if loc is not None:
             assert any(detail["loc"] == loc for detail in error["details"]), error

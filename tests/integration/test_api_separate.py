@@ -15,11 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from soundstage import fetch
-from soundstage.queue import Queue
-from tests.integration.test_api import make_client
+from soundstage.pools import Queue
+from tests.integration.test_api import make_client, queued_payloads
 from tests.integration.test_api import redis as redis  # noqa: PLC0414 - the fixture, re-exported for pytest
 from tests.integration.test_api_continue import _error
 from tests.integration.test_fetch import public_stand_in
+from tests.support import heartbeats
 from tests.support.audio_files import empty_wav, encode, synth
 from tests.support.http_server import HttpServer
 from tests.support.servers import RedisServer
@@ -38,7 +39,9 @@ def server() -> Iterator[HttpServer]:
 
 @pytest.fixture
 def client(database_url: str, redis: RedisServer, tmp_path: Path) -> Iterator[TestClient]:
-    with make_client(database_url, redis, tmp_path, demucs_models=SERVED, allow_private_urls=True) as client:
+    # A live Demucs worker has loaded the served models and reported what they can do.
+    heartbeats.report(redis.client(), "demucs", heartbeats.DEMUCS_TINY, heartbeats.DEMUCS_SIX, heartbeats.HTDEMUCS)
+    with make_client(database_url, redis, tmp_path, demucs={"models": SERVED}, allow_private_urls=True) as client:
         yield client
 
 
@@ -62,7 +65,7 @@ def _upload(
 
 
 def _demucs_messages(redis: RedisServer) -> list[dict[str, Any]]:
-    return [json.loads(item) for item in redis.client().lrange(Queue.DEMUCS.value, 0, -1)]
+    return queued_payloads(redis, Queue.DEMUCS)
 
 
 def _assert_nothing_created(client: TestClient) -> None:
@@ -103,10 +106,11 @@ def test_an_upload_is_stored_and_queued_for_demucs(
         "input_sample_rate": 44100,
         "input_channels": 2,
         "input_seconds": 1.5,
+        "output_prefix": None,
     }
     assert (tmp_path / "files" / f"{job_id}_input.wav").read_bytes() == song_wav
     messages = _demucs_messages(redis)
-    assert len(messages) == 1 and job_id in messages[0]["headers"]["argsrepr"]
+    assert len(messages) == 1 and messages[0]["payload"]["job_id"] == job_id
     assert messages[0]["headers"]["task"] == "demucs.separate"
     assert redis.client().llen(Queue.MUSICGEN.value) == 0
     assert client.get("/jobs", params={"kind": "separate"}).json()["total"] == 1
@@ -205,7 +209,7 @@ URL_REFUSALS = {
     "corrupt": (422, "audio_undecodable"),
     "empty": (422, "audio_empty"),
 }
-REFUSAL_SETTINGS: dict[str, object] = {"demucs_models": SERVED, "max_upload_mb": 1, "fetch_timeout_seconds": 1}
+REFUSAL_SETTINGS: dict[str, object] = {"demucs": {"models": SERVED}, "max_upload_mb": 1, "fetch_timeout_seconds": 1}
 
 
 @pytest.mark.parametrize("case", URL_REFUSALS)
@@ -317,10 +321,23 @@ def test_six_stems_need_a_six_source_model(client: TestClient, server: HttpServe
 def test_six_stems_when_no_six_source_model_is_served(
     database_url: str, redis: RedisServer, tmp_path: Path, song_wav: bytes
 ) -> None:
-    with make_client(database_url, redis, tmp_path, demucs_model="htdemucs") as client:
+    heartbeats.report(redis.client(), "demucs", heartbeats.HTDEMUCS)
+    with make_client(database_url, redis, tmp_path, demucs={"model": "htdemucs"}) as client:
         error = _error(_upload(client, song_wav, {"stems": "6"}), 422, "stems_not_supported")
-        assert "six-source models: none" in error["message"]
+        assert "models that can: none" in error["message"]
+        assert error["details"][0]["missing"] == ["guitar", "piano"]
         _assert_nothing_created(client)
+
+
+def test_capability_checks_wait_for_a_worker_to_report_the_model(
+    database_url: str, redis: RedisServer, tmp_path: Path, song_wav: bytes
+) -> None:
+    """Before any worker has loaded the model, the API cannot know its sources or segment limit: the job is
+    accepted and the worker checks it (the e2e tests show it failing there with the same code)."""
+    with make_client(database_url, redis, tmp_path, demucs={"model": "htdemucs"}) as client:
+        for fields in ({"stems": "6"}, {"segment": "30"}):
+            response = _upload(client, song_wav, fields)
+            assert response.status_code == 200, response.text
 
 
 def test_segment_is_limited_for_transformer_models(client: TestClient, server: HttpServer, song_wav: bytes) -> None:
@@ -341,7 +358,7 @@ def test_segment_is_limited_for_transformer_models(client: TestClient, server: H
 def test_a_model_without_a_known_segment_limit_takes_longer_segments(
     database_url: str, redis: RedisServer, tmp_path: Path, song_wav: bytes
 ) -> None:
-    with make_client(database_url, redis, tmp_path, demucs_models=["mdx_extra"]) as client:
+    with make_client(database_url, redis, tmp_path, demucs={"models": ["mdx_extra"]}) as client:
         response = _upload(client, song_wav, {"segment": "30"})
         assert response.status_code == 200, response.text
         assert client.get(f"/jobs/{response.json()['job_id']}").json()["params"]["segment"] == 30.0

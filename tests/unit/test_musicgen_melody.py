@@ -74,4 +74,4 @@ def test_melody_on_a_text_only_model_is_refused(tmp_path: Path) -> None:
     melody = PromptAudio(samples=tone(440.0, 1.0)[None], sample_rate=RATE)
     with pytest.raises(AppError) as excinfo:
         engine.generate(GenerationParams(prompt="x", duration_s=1.0, melody=melody))
-    assert excinfo.value.code == ErrorCode.VALIDATION_ERROR
+    assert excinfo.value.code == ErrorCode.MODEL_NOT_MELODY  # the code the API gives when a worker reported the model

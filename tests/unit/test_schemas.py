@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from soundstage.db import new_job_id
 from soundstage.schemas import (
     TERMINAL_STATUSES,
     AudioFormat,
@@ -15,7 +17,8 @@ from soundstage.schemas import (
     GenerateRequest,
     JobStatus,
 )
-from soundstage.schemas.generate import SEED_MAX, is_melody_model
+from soundstage.schemas.generate import SEED_MAX
+from soundstage.schemas.tasks import JobTaskPayload
 
 
 def _request(**fields: Any) -> GenerateRequest:
@@ -209,6 +212,7 @@ def test_job_params_resolve_the_seed_and_fold_the_mood() -> None:
     assert params.mood == "nostalgic"
     # Every other request field is carried over unchanged; a text-only job has no prompt audio.
     job_only = {"seed", "full_prompt", "audio_prompt", "include_prompt", "melody_audio"}
+    job_only |= {"audio_prompt_start", "audio_prompt_end", "melody_start"}  # set by pipelines only
     assert params.model_dump(exclude=job_only) == request.model_dump(exclude={"seed"})
     assert params.audio_prompt is None and params.include_prompt is True
 
@@ -311,19 +315,23 @@ def test_job_params_keep_the_melody_object_and_drop_its_url() -> None:
     assert GenerateJobParams.model_validate_json(params.model_dump_json()) == params
 
 
-@pytest.mark.parametrize(
-    ("name", "melody"),
-    [
-        ("facebook/musicgen-melody", True),
-        ("facebook/musicgen-melody-large", True),
-        ("random:tiny-melody", True),
-        ("facebook/musicgen-small", False),
-        ("facebook/musicgen-stereo-large", False),
-        ("random:tiny", False),
-    ],
-)
-def test_melody_models_are_known_by_name(name: str, melody: bool) -> None:
-    assert is_melody_model(name) is melody
+# ---------------------------------------------------------------- task payloads
+
+
+def test_task_payload_is_versioned_and_strict() -> None:
+    payload = JobTaskPayload(job_id="3f2c6a1e-0000-4000-8000-000000000000")
+    assert payload.model_dump() == {"version": 1, "job_id": "3f2c6a1e-0000-4000-8000-000000000000"}
+    assert JobTaskPayload.from_task_arguments((), {"payload": payload.model_dump()}) == payload
+    # A message from before payloads existed: the bare job id.
+    assert JobTaskPayload.from_task_arguments(("abc",), {}).job_id == "abc"
+    for bad in ({"version": 2, "job_id": "abc"}, {"job_id": "abc", "extra": 1}, {"job_id": ""}, {}):
+        with pytest.raises(ValidationError):
+            JobTaskPayload.from_task_arguments((), {"payload": bad})
+
+
+def test_job_ids_are_canonical_uuid_strings() -> None:
+    job_id = new_job_id()
+    assert len(job_id) == 36 and str(uuid.UUID(job_id)) == job_id
 
 
 # ------------------------------------------------------------------- job status

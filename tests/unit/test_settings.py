@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from soundstage.queue import Queue
+from soundstage.pools import Queue, served_models
 from soundstage.settings import Settings
 
 
@@ -16,9 +16,9 @@ from soundstage.settings import Settings
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No setting leaks in from the developer's shell or the CI runner (names are case-insensitive),
     and the relative default DATA_DIR (`./data`) lands in a private folder."""
-    fields = set(Settings.model_fields)
+    names = Settings.env_names()
     for name in list(os.environ):
-        if name.lower() in fields:
+        if name.upper() in names:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
 
@@ -122,35 +122,35 @@ def test_explicit_visibility_timeout_wins(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_served_models_default_to_musicgen_small() -> None:
     settings = Settings()
-    assert settings.served_models(Queue.MUSICGEN) == ["facebook/musicgen-small"]
+    assert served_models(settings, Queue.MUSICGEN) == ["facebook/musicgen-small"]
 
 
 def test_served_models_follow_musicgen_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MUSICGEN_MODEL", "random:tiny")
     settings = Settings()
-    assert settings.served_models(Queue.MUSICGEN) == ["random:tiny"]
-    assert settings.served_models(Queue.MAGENTA) == []
-    assert settings.served_models(Queue.DEMUCS) == ["htdemucs"]
+    assert served_models(settings, Queue.MUSICGEN) == ["random:tiny"]
+    assert served_models(settings, Queue.MAGENTA) == []
+    assert served_models(settings, Queue.DEMUCS) == ["htdemucs"]
 
 
 def test_demucs_models_are_split_on_commas_and_win(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEMUCS_MODEL", "htdemucs_ft")
     monkeypatch.setenv("DEMUCS_MODELS", "random:tiny, htdemucs_6s,,random:tiny")
-    assert Settings().served_models(Queue.DEMUCS) == ["random:tiny", "htdemucs_6s"]
+    assert served_models(Settings(), Queue.DEMUCS) == ["random:tiny", "htdemucs_6s"]
 
 
 def test_musicgen_models_are_split_on_commas_and_win(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MUSICGEN_MODEL", "random:tiny")
     monkeypatch.setenv("MUSICGEN_MODELS", " facebook/musicgen-melody,, random:tiny ,facebook/musicgen-melody")
     settings = Settings()
-    assert settings.musicgen_models == ["facebook/musicgen-melody", "random:tiny"]
-    assert settings.served_models(Queue.MUSICGEN) == ["facebook/musicgen-melody", "random:tiny"]
+    assert settings.musicgen.models == ["facebook/musicgen-melody", "random:tiny"]
+    assert served_models(settings, Queue.MUSICGEN) == ["facebook/musicgen-melody", "random:tiny"]
 
 
 def test_blank_musicgen_models_fall_back_to_musicgen_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MUSICGEN_MODEL", "random:tiny")
     monkeypatch.setenv("MUSICGEN_MODELS", " , ")
-    assert Settings().served_models(Queue.MUSICGEN) == ["random:tiny"]
+    assert served_models(Settings(), Queue.MUSICGEN) == ["random:tiny"]
 
 
 def test_max_upload_defaults_to_50_mib(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,7 +186,7 @@ def test_require_redis_url_returns_it(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_names_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("musicgen_model", "random:tiny")
-    assert Settings().musicgen_model == "random:tiny"
+    assert Settings().musicgen.model == "random:tiny"
 
 
 def test_numbers_and_choices_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -226,3 +226,55 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, 
     with pytest.raises(ValidationError) as info:
         Settings()
     assert [error["loc"] for error in info.value.errors()] == [(name.lower(),)]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field"),
+    [
+        ("MUSICGEN_ENGINE", "turbo", "engine"),
+        ("MUSICGEN_MAX_BATCH", "0", "max_batch"),
+        ("DEMUCS_MAX_JOBS", "65", "max_jobs"),
+        ("PIPELINE_MAX_JOBS", "0", "max_jobs"),
+        ("SOUNDTRACK_MIN_SCENE_SECONDS", "4", "min_scene_seconds"),
+        ("MAX_REGEN_ATTEMPTS", "-1", "max_regen_attempts"),
+    ],
+)
+def test_invalid_pool_values_are_refused_naming_the_field(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, field: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert [error["loc"][-1] for error in info.value.errors()] == [field]
+
+
+def test_each_pool_reads_its_own_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MUSICGEN_MAX_BATCH", "16")
+    monkeypatch.setenv("DEMUCS_MAX_JOBS", "2")
+    monkeypatch.setenv("DEMUCS_MODEL_DIR", "/models/demucs")
+    monkeypatch.setenv("PIPELINE_MAX_JOBS", "3")
+    settings = Settings()
+    assert (settings.musicgen.max_batch, settings.demucs.max_jobs, settings.pipeline.max_jobs) == (16, 2, 3)
+    assert settings.demucs.model_dir == Path("/models/demucs")
+    assert served_models(settings, Queue.PIPELINE) == []
+
+
+def test_soundtrack_settings_keep_musicgen_apis_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings().soundtrack
+    assert (defaults.stem_aware, defaults.quality_loop, defaults.max_regen_attempts) == (True, True, 3)
+    assert (defaults.max_scenes, defaults.min_scene_seconds, defaults.max_total_seconds) == (200, 5.0, 3600.0)
+    monkeypatch.setenv("USE_STEM_AWARE_CROSSFADE", "false")
+    monkeypatch.setenv("USE_QUALITY_LOOP", "0")
+    monkeypatch.setenv("MAX_REGEN_ATTEMPTS", "5")
+    monkeypatch.setenv("SOUNDTRACK_MAX_SCENES", "12")
+    soundtrack = Settings().soundtrack
+    assert (soundtrack.stem_aware, soundtrack.quality_loop, soundtrack.max_regen_attempts) == (False, False, 5)
+    assert soundtrack.max_scenes == 12
+
+
+def test_env_names_cover_every_pool_and_musicgen_api_name() -> None:
+    names = Settings.env_names()
+    assert {"MUSICGEN_MODEL", "MUSICGEN_MODELS", "MUSICGEN_ENGINE", "DEMUCS_MODEL_DIR", "PIPELINE_MAX_JOBS"} <= names
+    assert {"USE_STEM_AWARE_CROSSFADE", "USE_QUALITY_LOOP", "MAX_REGEN_ATTEMPTS", "SOUNDTRACK_MAX_SCENES"} <= names
+    assert {"DATABASE_URL", "REDIS_URL", "API_KEYS"} <= names
+    assert "MUSICGEN" not in names and "SOUNDTRACK" not in names

@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any
 
 from soundstage import migrations
-from soundstage.queue import WORKER_MODULES
+from soundstage.pools import POOLS
 from soundstage.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,8 @@ def stop_embedded_redis(server: Any) -> None:
 
 
 def installed_worker_modules() -> list[str]:
-    return [module for module in WORKER_MODULES.values() if importlib.util.find_spec(module.split(".")[0])]
+    """The worker entry point of every pool whose package is installed (the registry's order)."""
+    return [pool.worker_module for pool in POOLS if importlib.util.find_spec(pool.package)]
 
 
 @dataclass

@@ -37,6 +37,16 @@ class JobBusyError(Exception):
         self.retry_in = retry_in
 
 
+class JobMissingError(Exception):
+    """No row for a delivered job. A pipeline publishes its new steps inside the transaction that creates
+    them, so a fast worker can see a step's message a moment before the row is committed: look again
+    shortly (a job that never appears is dropped after a few tries)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} does not exist (yet)")
+        self.job_id = job_id
+
+
 @dataclass
 class JobOutput:
     """What `execute` produced: files already written to storage, and the result envelope."""
@@ -85,6 +95,7 @@ def _died_on_this_host(worker: str | None) -> bool:
 
 def transient_errors() -> tuple[type[BaseException], ...]:
     """Errors of the platform, not of the job: the task is retried later (Celery autoretry)."""
+    import kombu.exceptions
     import redis.exceptions
     import sqlalchemy.exc
 
@@ -93,6 +104,7 @@ def transient_errors() -> tuple[type[BaseException], ...]:
         sqlalchemy.exc.InterfaceError,
         redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,
+        kombu.exceptions.OperationalError,  # publishing a pipeline's next step while the broker is down
         StorageUnavailableError,
     )
 
@@ -107,13 +119,17 @@ class JobRunner:
         worker_name: str,
         max_attempts: int,
         stale_after_s: float = 300.0,
+        notify_parent: Callable[[str], None] | None = None,
     ) -> None:
+        """``notify_parent(parent_id)`` is called whenever a step of a pipeline is found finished (the
+        pipeline pool then advances the parent); it must be safe to call more than once."""
         self._repo = repo
         self._store = store
         self._redis = redis
         self._worker = worker_name
         self._max_attempts = max_attempts
         self._stale_after_s = stale_after_s
+        self._notify_parent = notify_parent
 
     def run(self, job_id: str, execute: Execute) -> None:
         """Run a delivered job. Raises JobBusyError when it is running elsewhere right now."""
@@ -129,15 +145,20 @@ class JobRunner:
         if claim.outcome is ClaimOutcome.BUSY and job is not None:
             logger.info("job %s: already running on %s; checking again later", job_id, job.worker)
             raise JobBusyError(job_id, self._stale_after_s)
-        if claim.outcome is ClaimOutcome.SKIP or job is None:
-            logger.info("job %s: nothing to do (%s)", job_id, job.status if job else "unknown job")
+        if job is None:
+            raise JobMissingError(job_id)
+        if claim.outcome is ClaimOutcome.SKIP:
+            logger.info("job %s: nothing to do (%s)", job_id, job.status)
+            self._finished(job)  # a redelivery after a crash between finishing and telling the parent
             return
         if claim.outcome is ClaimOutcome.CANCELLED:
             self._record(job, "cancelled")
+            self._finished(job)
             return
         if claim.outcome is ClaimOutcome.GAVE_UP:
             logger.error("job %s: gave up after %d attempts", job_id, job.attempts)
             self._record(job, "failed", error_code=ErrorCode.WORKER_LOST.value)
+            self._finished(job)
             return
         self._safe_metric(
             telemetry.record_started,
@@ -148,6 +169,7 @@ class JobRunner:
         )
         logger.info("job %s: started (attempt %d)", job_id, job.attempts)
         self._execute(job, execute)
+        self._finished(job)
 
     def fail(self, job_id: str, code: ErrorCode, message: str) -> None:
         """Fail a job from outside `run` (for example after the task's retries ran out)."""
@@ -155,6 +177,20 @@ class JobRunner:
         job = self._repo.get(job_id)
         if job is not None and job.status == "failed":
             self._record(job, "failed", error_code=code.value)
+        if job is not None:
+            self._finished(job)
+
+    def _finished(self, job: Job) -> None:
+        """A step of a pipeline ended: tell the pool that advances its parent."""
+        if job.parent_id is None or self._notify_parent is None:
+            return
+        try:
+            self._notify_parent(job.parent_id)
+        except Exception:
+            # The broker is down: the parent hears of it when the step's message is redelivered (it was
+            # not acknowledged, as this raises out of the task) and this job is found finished.
+            logger.warning("job %s: could not notify its parent %s", job.id, job.parent_id, exc_info=True)
+            raise
 
     def _execute(self, job: Job, execute: Execute) -> None:
         reporter = ProgressReporter(self._repo, job.id)

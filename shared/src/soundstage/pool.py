@@ -1,7 +1,7 @@
-"""What every worker pool's process shares: its job services, its Celery task base, its start-up.
+"""What every worker pool's process shares: its job services, its Celery tasks, its start-up.
 
-A pool package (``soundstage_musicgen``, ``soundstage_demucs``) keeps only what is its own: its
-engines and its job function. The plumbing around them is defined here once.
+A pool package (``soundstage_musicgen``, ``soundstage_demucs``, ``soundstage_pipeline``) keeps only what is
+its own: its engines and its job functions (one per task). The plumbing around them is defined here once.
 """
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from soundstage.db import Job, JobRepository, create_db_engine, create_session_factory, utcnow
 from soundstage.errors import AppError, ErrorCode, ModelUnavailableError
-from soundstage.jobrunner import Execute, JobOutput, JobRunner, ProgressReporter, transient_errors
-from soundstage.queue import Queue, TaskName, create_celery_app
-from soundstage.schemas import WorkerInfo
+from soundstage.jobrunner import Execute, JobMissingError, JobOutput, JobRunner, ProgressReporter, transient_errors
+from soundstage.pools import Pool, TaskName
+from soundstage.queue import create_celery_app, enqueue_job
+from soundstage.schemas import JobTaskPayload, ModelCapabilities, WorkerInfo
 from soundstage.settings import Settings
 from soundstage.storage import ObjectStore, open_store
 from soundstage.workers import Heartbeat
@@ -30,14 +31,19 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+MISSING_JOB_RETRIES = 5
+"""Deliveries of a message whose job row does not exist yet before it is dropped (see JobMissingError)."""
+
+
 @dataclass
 class JobServices:
-    """The database, storage, Redis and job runner of one worker process."""
+    """The database, storage, Redis, job runner and task publisher of one worker process."""
 
     repo: JobRepository
     store: ObjectStore
     redis: Redis[bytes]
     runner: JobRunner
+    publisher: Celery  # sends tasks by name (a pipeline's next steps, a parent to advance)
     hostname: str  # `host:pid`, how the job rows and the worker registry name this process
 
     @classmethod
@@ -50,6 +56,7 @@ class JobServices:
             settings.resolved_storage_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region
         )
         redis = Redis.from_url(settings.require_redis_url(), socket_connect_timeout=2, socket_timeout=5)
+        publisher = create_celery_app(settings, "soundstage-publisher")
         runner = JobRunner(
             repo=repo,
             store=store,
@@ -57,8 +64,19 @@ class JobServices:
             worker_name=hostname,
             max_attempts=settings.max_job_attempts,
             stale_after_s=settings.job_heartbeat_timeout,
+            notify_parent=lambda parent_id: enqueue_job(publisher, TaskName.PIPELINE_ADVANCE, parent_id),
         )
-        return cls(repo=repo, store=store, redis=redis, runner=runner, hostname=hostname)
+        return cls(repo=repo, store=store, redis=redis, runner=runner, publisher=publisher, hostname=hostname)
+
+
+def task_payload(args: Any, kwargs: Any) -> JobTaskPayload | None:
+    """The payload of a task call, or None when the message holds none we can read (it is dropped)."""
+    from pydantic import ValidationError
+
+    try:
+        return JobTaskPayload.from_task_arguments(tuple(args or ()), dict(kwargs or {}))
+    except (ValidationError, TypeError, IndexError):
+        return None
 
 
 def job_task_base(runner: Callable[[], JobRunner]) -> type[Task]:
@@ -68,13 +86,17 @@ def job_task_base(runner: Callable[[], JobRunner]) -> type[Task]:
 
     class JobTask(Task):  # type: ignore[misc]
         def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-            job_id = args[0] if args else kwargs.get("job_id")
+            payload = task_payload(args, kwargs)
+            if payload is None:
+                return
             try:
                 runner().fail(
-                    job_id, ErrorCode.INTERNAL_ERROR, f"The job could not be completed: {type(exc).__name__}: {exc}"
+                    payload.job_id,
+                    ErrorCode.INTERNAL_ERROR,
+                    f"The job could not be completed after retries of a platform error ({type(exc).__name__}).",
                 )
             except Exception:
-                logger.exception("job %s: could not record the failure", job_id)
+                logger.exception("job %s: could not record the failure", payload.job_id)
 
     return JobTask
 
@@ -115,14 +137,17 @@ def pool_from_args(args: list[str]) -> str | None:
     return None
 
 
-def worker_argv(queue: Queue, *, pool: str, concurrency: int, settings: Settings, extra: list[str]) -> list[str]:
-    """`celery worker` arguments for a pool's queue; what the operator passed (`extra`) wins."""
+def worker_argv(
+    pool: Pool, *, execution_pool: str, concurrency: int, settings: Settings, extra: list[str]
+) -> list[str]:
+    """`celery worker` arguments for a pool's queue (``execution_pool``: Celery's `--pool`, threads, prefork
+    or solo); what the operator passed (`extra`) wins."""
     defaults = [
         "worker",
         "--queues",
-        queue.value,
+        pool.queue.value,
         "--pool",
-        pool,
+        execution_pool,
         "--concurrency",
         str(concurrency),
         "--loglevel",
@@ -173,6 +198,13 @@ def run_delivered_job(task: Task, runner: JobRunner, job_id: str, execute: Execu
             runner.run(job_id, execute)
         except JobBusyError as busy:
             raise task.retry(countdown=busy.retry_in, max_retries=task.request.retries + 1) from busy
+        except JobMissingError as missing:
+            if task.request.retries >= MISSING_JOB_RETRIES:
+                logger.warning("job %s: no such job; dropping its message", job_id)
+                return
+            raise task.retry(
+                countdown=0.5 * (task.request.retries + 1), max_retries=MISSING_JOB_RETRIES + 1
+            ) from missing
 
 
 class EngineInfo(Protocol):
@@ -200,6 +232,10 @@ class Engine(Protocol):
 
     def load(self) -> object: ...
 
+    def capabilities(self) -> ModelCapabilities:
+        """What the loaded model can do (called only once it is loaded)."""
+        ...
+
 
 EngineT = TypeVar("EngineT", bound=Engine)
 
@@ -209,7 +245,7 @@ class PoolRuntime(Generic[EngineT]):
     """Per-process state of a worker: one engine per served model (each loaded once), the job
     services, and the heartbeat that tells `/health` and the probes what is loaded."""
 
-    queue: Queue
+    pool: Pool
     settings: Settings
     engines: dict[str, EngineT]  # one per served model, in the order the settings list them
     services: JobServices
@@ -217,8 +253,9 @@ class PoolRuntime(Generic[EngineT]):
     load_errors: dict[str, str] = field(default_factory=dict)
 
     def engine_for(self, model: str | None) -> EngineT:
-        """The loaded engine serving ``model``; a failure to load fails the job, not the worker."""
-        engine = self.engines.get(model or "")
+        """The loaded engine serving ``model`` (the first when None: a pool without models has one engine);
+        a failure to load fails the job, not the worker."""
+        engine = next(iter(self.engines.values()), None) if model is None else self.engines.get(model)
         if engine is None:
             raise AppError(
                 ErrorCode.UNKNOWN_MODEL,
@@ -260,7 +297,7 @@ class PoolRuntime(Generic[EngineT]):
         info = loaded[0].info if loaded else None
         return WorkerInfo(
             hostname=self.services.hostname,
-            queue=self.queue.value,
+            queue=self.pool.queue.value,
             model=next(iter(self.engines)),
             models_loaded=[engine.model_ref for engine in loaded],
             device=info.device if info else "unknown",
@@ -268,6 +305,7 @@ class PoolRuntime(Generic[EngineT]):
             random_weights=any(engine.info.random_weights for engine in loaded),
             model_loaded=len(loaded) == len(self.engines),
             load_error="; ".join(f"{ref}: {message}" for ref, message in self.load_errors.items()) or None,
+            capabilities=[engine.capabilities() for engine in loaded] if self.pool.serves_models else [],
             seen_at=utcnow(),
         )
 
@@ -288,42 +326,33 @@ class RuntimeHolder(Generic[EngineT]):
 
 
 JobFunction = Callable[[Job, EngineT, ObjectStore, ProgressReporter], JobOutput]
+"""Runs one job of a pool on its engine: the job row in, files already stored and a result out."""
+
+PlainTask = Callable[["Task", JobTaskPayload], None]
+"""A task that is not one job's run (a pipeline's advance): it gets the payload and handles it itself."""
 
 
 def create_pool_app(
     settings: Settings,
     *,
-    queue: Queue,
-    task: TaskName,
+    pool: Pool,
     runtime: Callable[[], PoolRuntime[EngineT]],
-    job: JobFunction[EngineT],
+    jobs: Mapping[TaskName, JobFunction[EngineT]],
     in_process_pool: bool,
+    tasks: Mapping[TaskName, PlainTask] | None = None,
 ) -> Celery:
-    """The Celery app of a pool: its one job task, registered under ``task``, and start-up hooks that
-    start the heartbeat and load the models once (``in_process_pool``: tasks run in the worker's main
-    process, threads/solo pools; otherwise in prefork children, which load after the fork)."""
-    app = create_celery_app(settings, f"soundstage-{queue.value}")
-
-    @app.task(  # type: ignore[untyped-decorator]
-        name=task.value,
-        base=job_task_base(lambda: runtime().services.runner),
-        autoretry_for=transient_errors(),
-        retry_backoff=2,
-        retry_backoff_max=60,
-        retry_jitter=True,
-        max_retries=5,
-        bind=True,
-    )
-    def run_job(celery_task: Task, job_id: str) -> None:
-        state = runtime()
-        store = state.services.store
-        run_delivered_job(
-            celery_task,
-            state.services.runner,
-            job_id,
-            lambda row, report: job(row, state.engine_for(row.model), store, report),
-        )
-
+    """The Celery app of a pool: a task per job function in ``jobs`` (each runs a delivered job through the
+    job runner), the ``tasks`` that are not job runs, and start-up hooks that start the heartbeat and load
+    the models once (``in_process_pool``: tasks run in the worker's main process, threads/solo pools;
+    otherwise in prefork children, which load after the fork). Every task name must be one of the pool's."""
+    foreign = set(jobs) | set(tasks or {})
+    if not foreign <= set(pool.tasks):
+        raise ValueError(f"tasks {sorted(foreign - set(pool.tasks))} are not tasks of the {pool.name} pool")
+    app = create_celery_app(settings, f"soundstage-{pool.name}")
+    for name, job in jobs.items():
+        _register_job_task(app, name, runtime, job)
+    for name, handler in (tasks or {}).items():
+        _register_plain_task(app, name, handler)
     connect_start_up(
         app,
         start=lambda: runtime().start_heartbeat(),
@@ -332,3 +361,49 @@ def create_pool_app(
         in_process=in_process_pool,
     )
     return app
+
+
+_RETRY_OPTIONS: dict[str, Any] = {
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 5,
+    "bind": True,
+}
+
+
+def _register_job_task(
+    app: Celery, name: TaskName, runtime: Callable[[], PoolRuntime[EngineT]], job: JobFunction[EngineT]
+) -> None:
+    @app.task(  # type: ignore[untyped-decorator]
+        name=name.value,
+        base=job_task_base(lambda: runtime().services.runner),
+        autoretry_for=transient_errors(),
+        **_RETRY_OPTIONS,
+    )
+    def run_job(celery_task: Task, *args: Any, **kwargs: Any) -> None:
+        payload = task_payload(args, kwargs)
+        if payload is None:
+            logger.error("%s: dropping a message without a valid payload (args %r, kwargs %r)", name, args, kwargs)
+            return
+        state = runtime()
+        store = state.services.store
+        run_delivered_job(
+            celery_task,
+            state.services.runner,
+            payload.job_id,
+            lambda row, report: job(row, state.engine_for(row.model), store, report),
+        )
+
+
+def _register_plain_task(app: Celery, name: TaskName, handler: PlainTask) -> None:
+    from soundstage.logs import job_context
+
+    @app.task(name=name.value, autoretry_for=transient_errors(), **_RETRY_OPTIONS)  # type: ignore[untyped-decorator]
+    def run_task(celery_task: Task, *args: Any, **kwargs: Any) -> None:
+        payload = task_payload(args, kwargs)
+        if payload is None:
+            logger.error("%s: dropping a message without a valid payload (args %r, kwargs %r)", name, args, kwargs)
+            return
+        with job_context(payload.job_id):
+            handler(celery_task, payload)

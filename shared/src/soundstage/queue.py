@@ -1,39 +1,21 @@
-"""Queue and task names, and the Celery app factory with Soundstage's defaults.
+"""The Celery app factory with Soundstage's defaults, and how a job is sent to its pool.
 
-The API never imports worker code: it calls tasks by name through :func:`enqueue_job`,
-and the names and queues are defined here, once.
+The API never imports worker code: it calls tasks by name through :func:`enqueue_job`, with the
+names, queues and routes of the pool registry (:mod:`soundstage.pools`) and a typed, versioned
+payload (:class:`~soundstage.schemas.tasks.JobTaskPayload`).
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+from soundstage.pools import POOLS, Queue, TaskName, pool_of_task
+from soundstage.schemas.tasks import JobTaskPayload
 
 if TYPE_CHECKING:
     from celery import Celery
 
     from soundstage.settings import Settings
-
-
-class Queue(StrEnum):
-    """One queue per model pool; a worker pool consumes only its own."""
-
-    MUSICGEN = "musicgen"
-    MAGENTA = "magenta"
-    DEMUCS = "demucs"
-
-
-class TaskName(StrEnum):
-    """Explicit dotted task names: `<pool>.<action>`."""
-
-    MUSICGEN_GENERATE = "musicgen.generate"
-    DEMUCS_SEPARATE = "demucs.separate"
-
-
-TASK_QUEUES: dict[TaskName, Queue] = {
-    TaskName.MUSICGEN_GENERATE: Queue.MUSICGEN,
-    TaskName.DEMUCS_SEPARATE: Queue.DEMUCS,
-}
 
 
 # Kombu's Redis transport keeps each queue as a list under the queue's own name, so
@@ -79,7 +61,7 @@ def create_celery_app(settings: Settings, main: str = "soundstage") -> Celery:
             KombuQueue(queue.value, routing_key=queue.value)  # type: ignore[no-untyped-call]
             for queue in Queue
         ],
-        task_routes={name.value: {"queue": queue.value} for name, queue in TASK_QUEUES.items()},
+        task_routes={task.value: {"queue": pool.queue.value} for pool in POOLS for task in pool.tasks},
         task_default_queue=Queue.MUSICGEN.value,
         task_time_limit=settings.job_timeout_seconds,
         task_soft_time_limit=max(settings.job_timeout_seconds - 30, 1),
@@ -105,14 +87,7 @@ def create_celery_app(settings: Settings, main: str = "soundstage") -> Celery:
 
 
 def enqueue_job(app: Celery, task: TaskName, job_id: str) -> None:
-    """Send a job to its pool by task name (payload: the job id only)."""
-    app.send_task(task.value, args=[job_id], queue=TASK_QUEUES[task].value)
-
-
-# Module of each pool's worker entry point (`python -m <module>`); the embedded
-# launcher starts one worker for every pool whose package is installed.
-WORKER_MODULES: dict[Queue, str] = {
-    Queue.MUSICGEN: "soundstage_musicgen.app",
-    Queue.MAGENTA: "soundstage_magenta.app",
-    Queue.DEMUCS: "soundstage_demucs.app",
-}
+    """Send a job to the pool that runs ``task``, by name: the payload is the job id, typed and versioned
+    (the job row holds everything else)."""
+    payload = JobTaskPayload(job_id=job_id)
+    app.send_task(task.value, kwargs={"payload": payload.model_dump()}, queue=pool_of_task(task).queue.value)

@@ -2,7 +2,9 @@
 
 Built once in each app/worker factory (``Settings()``) and passed down; never read at
 import time. Every field maps to the environment variable of the same name in upper
-case (``DATABASE_URL``, ``REDIS_URL``, ...); the README lists them all.
+case (``DATABASE_URL``, ``REDIS_URL``, ...); each pool's settings are a nested object read
+from its own prefix (``settings.musicgen.model`` is ``MUSICGEN_MODEL``, see
+:mod:`soundstage.pool_settings`). The README lists them all.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from soundstage.queue import Queue
+from soundstage.pool_settings import (
+    NESTED_SETTINGS,
+    DemucsSettings,
+    MusicgenSettings,
+    PipelineSettings,
+    SoundtrackSettings,
+    env_names,
+    split_commas,
+)
 
 
 class Settings(BaseSettings):
@@ -83,63 +93,26 @@ class Settings(BaseSettings):
         "whole download together; slower ones get 422 `url_timeout`.",
     )
 
-    # --- workers -------------------------------------------------------------------
-    musicgen_model: str = Field(
-        default="facebook/musicgen-small",
-        description="Model the MusicGen pool serves: a Hugging Face id, a local folder, or `random:tiny`.",
-    )
-    musicgen_models: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Comma-separated models the MusicGen pool serves (requests pick one with `model`; the "
-        "first is the default). Empty: MUSICGEN_MODEL alone.",
-    )
-    musicgen_engine: Literal["batched", "plain"] = Field(
-        default="batched",
-        description="`batched` decodes concurrent jobs of a model together (per-job sampling streams); "
-        "`plain` runs transformers' generate one job at a time (the reference path).",
-    )
-    musicgen_max_batch: int = Field(
-        default=8,
-        ge=1,
-        le=64,
-        description="Most sequences (jobs x takes) one MusicGen worker decodes at once; also the number "
-        "of jobs it takes from the queue at a time.",
-    )
-    demucs_model: str = Field(
-        default="htdemucs",
-        description="Model the Demucs pool serves: a demucs name (`htdemucs`, `htdemucs_ft`, `htdemucs_6s`, "
-        "`hdemucs_mmi`, `mdx_extra`, ...), a local `.th`/`.yaml` file or folder, or `random:tiny`.",
-    )
-    demucs_models: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Comma-separated models the Demucs pool serves (requests pick one with `model`; the first "
-        "is the default). Empty: DEMUCS_MODEL alone.",
-    )
-    demucs_model_dir: Path | None = Field(
-        default=None,
-        description="Folder of demucs model files (`<sig>.th` and `<name>.yaml` bags, as `demucs --repo` "
-        "reads) for air-gapped sites: named models load from here and nothing is downloaded. Unset: the "
-        "Hugging Face hub, then the legacy demucs URLs (as demucs 4.1.0 does).",
-    )
-    demucs_max_jobs: int = Field(
-        default=4,
-        ge=1,
-        le=64,
-        description="Separations one Demucs worker runs at once; their segments share the model's batches.",
-    )
-    demucs_batch_segments: int = Field(
-        default=0,
-        ge=0,
-        le=64,
-        description="Most segments in one model call (all running jobs together). 0: 8 on a GPU, 1 on a CPU "
-        "(where batching does not make a call faster but costs memory).",
-    )
     max_separate_seconds: float = Field(
         default=1800.0,
         gt=1,
         le=14400,
         description="Longest audio `POST /separate` accepts, in seconds; longer gets 422 `audio_too_long`.",
     )
+
+    # --- worker pools (one nested object per pool, each with its own env prefix) --------
+    musicgen: MusicgenSettings = Field(
+        default_factory=MusicgenSettings, description="The MusicGen pool (`MUSICGEN_*`)."
+    )
+    demucs: DemucsSettings = Field(default_factory=DemucsSettings, description="The Demucs pool (`DEMUCS_*`).")
+    pipeline: PipelineSettings = Field(
+        default_factory=PipelineSettings, description="The pipeline (CPU) pool (`PIPELINE_*`)."
+    )
+    soundtrack: SoundtrackSettings = Field(
+        default_factory=SoundtrackSettings, description="Soundtrack limits and stages (`SOUNDTRACK_*`)."
+    )
+
+    # --- workers, every pool -----------------------------------------------------------
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Torch device for workers.")
     job_timeout_seconds: int = Field(
         default=3600, ge=10, description="Hard limit for one job; the broker's visibility timeout is set above it."
@@ -164,17 +137,10 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: Literal["text", "json"] = Field(default="text", description="`json` in production.")
 
-    @field_validator("api_keys", "musicgen_models", "demucs_models", mode="before")
+    @field_validator("api_keys", mode="before")
     @classmethod
-    def _split_commas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("musicgen_models", "demucs_models")
-    @classmethod
-    def _unique_models(cls, value: list[str]) -> list[str]:
-        return list(dict.fromkeys(value))
+    def _split_keys(cls, value: object) -> object:
+        return split_commas(value)
 
     # --- derived values (one place computes them) ----------------------------------
     @property
@@ -208,13 +174,14 @@ class Settings(BaseSettings):
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
-    def served_models(self, queue: Queue) -> list[str]:
-        """Model names a pool serves, the default first; the API validates a request's `model` against these."""
-        if queue is Queue.MUSICGEN:
-            return list(self.musicgen_models) or [self.musicgen_model]
-        if queue is Queue.DEMUCS:
-            return list(self.demucs_models) or [self.demucs_model]
-        return []
+    @classmethod
+    def env_names(cls) -> set[str]:
+        """Every environment variable any process reads into its settings (upper case), nested pools included:
+        what deployment files may set."""
+        names = {name.upper() for name in cls.model_fields if name not in NESTED_SETTINGS}
+        for nested in NESTED_SETTINGS.values():
+            names |= env_names(nested)
+        return names
 
     def require_redis_url(self) -> str:
         if not self.redis_url:

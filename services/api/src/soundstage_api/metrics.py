@@ -9,7 +9,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from soundstage import telemetry
-from soundstage.queue import Queue, queue_key
+from soundstage.pools import Queue
+from soundstage.queue import queue_key
 from soundstage.workers import list_workers
 from soundstage_api.state import AppState
 

@@ -15,6 +15,7 @@ from soundstage.db import JobRepository, create_db_engine, create_session_factor
 from soundstage.queue import create_celery_app
 from soundstage.settings import Settings
 from soundstage.storage import ObjectStore, open_store
+from soundstage_api.capabilities import CapabilityCache
 
 
 @dataclass
@@ -25,6 +26,7 @@ class AppState:
     store: ObjectStore
     celery: Celery
     redis: Redis[bytes]
+    capabilities: CapabilityCache
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     @classmethod
@@ -32,6 +34,7 @@ class AppState:
         """Create clients; none of them connects until first used."""
         engine = create_db_engine(settings.resolved_database_url)
         redis_url = settings.require_redis_url()
+        redis = Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30)
         return cls(
             settings=settings,
             engine=engine,
@@ -42,7 +45,8 @@ class AppState:
                 s3_region=settings.s3_region,
             ),
             celery=create_celery_app(settings, "soundstage-api"),
-            redis=Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30),
+            redis=redis,
+            capabilities=CapabilityCache(redis),
         )
 
     def close(self) -> None:

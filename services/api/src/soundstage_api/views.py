@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from soundstage.db import Job, JobFile
-from soundstage.schemas import JobKind, JobResult, JobStatus, JobView, OutputFile, StoredFile
+from soundstage.schemas import (
+    ChildJob,
+    JobKind,
+    JobResult,
+    JobStatus,
+    JobView,
+    OutputFile,
+    ProgressDetail,
+    StoredFile,
+)
 
 
 def file_url(name: str) -> str:
@@ -22,15 +33,18 @@ def output_file(row: JobFile) -> OutputFile:
     )
 
 
-def job_view(job: Job) -> JobView:
+def job_view(job: Job, children: list[Job] | None = None) -> JobView:
+    """The envelope of a job; ``children`` are its steps (for a multi-step job)."""
     result = None
     if job.result is not None:
-        result = JobResult.model_validate({**job.result, "files": [output_file(f) for f in job.files]})
+        result = JobResult.model_validate(
+            {**job.result, "files": [output_file(f) for f in job.files], "stems": _stem_urls(job.result)}
+        )
     return JobView(
         job_id=job.id,
         status=JobStatus(job.status),
         progress=round(job.progress, 2),
-        progress_detail=job.progress_detail,
+        progress_detail=ProgressDetail.model_validate(job.progress_detail) if job.progress_detail else None,
         result_urls=[file_url(f.name) for f in job.files],
         error=job.error,
         error_code=job.error_code,
@@ -43,7 +57,30 @@ def job_view(job: Job) -> JobView:
         result=result,
         attempts=job.attempts,
         cancel_requested=job.cancel_requested,
+        parent_id=job.parent_id,
+        stage=job.stage,
+        children=[child_view(child) for child in children or []],
     )
+
+
+def child_view(job: Job) -> ChildJob:
+    return ChildJob(
+        job_id=job.id,
+        step=job.step or "",
+        kind=JobKind(job.kind),
+        stage=job.stage,
+        status=JobStatus(job.status),
+        progress=round(job.progress, 2),
+        error_code=job.error_code,
+    )
+
+
+def _stem_urls(result: dict[str, Any]) -> dict[str, str] | None:
+    """Workers record each stem's file name; clients get its URL."""
+    stems = result.get("stems")
+    if not isinstance(stems, dict):
+        return None
+    return {str(stem): file_url(str(name)) for stem, name in stems.items()}
 
 
 def stored_file(row: JobFile) -> StoredFile:

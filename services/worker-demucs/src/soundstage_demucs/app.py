@@ -15,7 +15,7 @@ from celery import Celery
 
 from soundstage.logs import configure_logging
 from soundstage.pool import create_pool_app, pool_from_args, worker_argv
-from soundstage.queue import Queue, TaskName
+from soundstage.pools import Queue, TaskName, pool_for
 from soundstage.settings import Settings
 from soundstage_demucs.job import run_separate
 from soundstage_demucs.runtime import get_runtime
@@ -26,10 +26,9 @@ def create_app(settings: Settings, *, in_process_pool: bool = False) -> Celery:
     prefork children, which load the model after the fork."""
     return create_pool_app(
         settings,
-        queue=Queue.DEMUCS,
-        task=TaskName.DEMUCS_SEPARATE,
+        pool=pool_for(Queue.DEMUCS),
         runtime=lambda: get_runtime(settings),
-        job=run_separate,
+        jobs={TaskName.DEMUCS_SEPARATE: run_separate},
         in_process_pool=in_process_pool,
     )
 
@@ -38,10 +37,13 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     args = list(sys.argv[1:] if argv is None else argv)
-    pool = pool_from_args(args) or "threads"
-    concurrency = settings.demucs_max_jobs if pool == "threads" else 1
-    app = create_app(settings, in_process_pool=pool in ("solo", "threads"))
-    app.worker_main(argv=worker_argv(Queue.DEMUCS, pool=pool, concurrency=concurrency, settings=settings, extra=args))
+    execution_pool = pool_from_args(args) or "threads"
+    concurrency = settings.demucs.max_jobs if execution_pool == "threads" else 1
+    app = create_app(settings, in_process_pool=execution_pool in ("solo", "threads"))
+    argv = worker_argv(
+        pool_for(Queue.DEMUCS), execution_pool=execution_pool, concurrency=concurrency, settings=settings, extra=args
+    )
+    app.worker_main(argv=argv)
 
 
 if __name__ == "__main__":

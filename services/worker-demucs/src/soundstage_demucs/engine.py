@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from soundstage.errors import AppError, ErrorCode
+from soundstage.schemas import ModelCapabilities
 from soundstage_demucs.batcher import SegmentBatcher
 from soundstage_demucs.loading import LoadedSeparator, load_separator
 from soundstage_demucs.overlap import PassGeometry, SegmentInput, StreamingPass, triangle_weight
@@ -83,6 +84,18 @@ class DemucsEngine:
     def info(self) -> LoadedSeparator:
         """The loaded model and its facts (loads it on first use)."""
         return self.load()
+
+    def capabilities(self) -> ModelCapabilities:
+        """What the loaded model can do, for the worker's heartbeat (the API validates requests against it)."""
+        loaded = self.load()
+        return ModelCapabilities(
+            model=self.model_ref,
+            sample_rate=loaded.sample_rate,
+            channels=loaded.audio_channels,
+            sources=list(loaded.sources),
+            max_segment=loaded.max_segment,
+            random_weights=loaded.random_weights,
+        )
 
     def separate(
         self, mix: np.ndarray, settings: SeparationSettings, on_block: BlockSink, on_progress: Progress

@@ -81,10 +81,10 @@ def run_separate(job: Job, engine: DemucsEngine, store: ObjectStore, report: Pro
             raise
         compute_seconds = time.monotonic() - started
         report(99.0, "storing the stems", force=True)
-        files = [_store_stem(job.id, stem, params, store) for stem in written]
+        files = [_store_stem(params.output_prefix or job.id, stem, params, store) for stem in written]
     result = {
         "model": info.ref,
-        "stems": list(stems),
+        "stems": {stem.stem: new.name for stem, new in zip(written, files, strict=True)},
         "random_weights": info.random_weights,
         "warning": RANDOM_WEIGHTS_WARNING.format(model=info.ref) if info.random_weights else None,
         "device": info.device,
@@ -113,8 +113,8 @@ def _check_stems(stems: tuple[str, ...], info: LoadedSeparator) -> None:
         )
 
 
-def _store_stem(job_id: str, stem: StemFile, params: SeparateJobParams, store: ObjectStore) -> NewFile:
-    name = output_name(job_id, stem.stem, params.format.value)
+def _store_stem(prefix: str, stem: StemFile, params: SeparateJobParams, store: ObjectStore) -> NewFile:
+    name = output_name(prefix, stem.stem, params.format.value)
     content_type = content_type_for(name)
     stored = store.put_file(name, stem.path, content_type)
     return NewFile(

@@ -14,7 +14,6 @@ import sys
 
 from soundstage.logs import configure_logging
 from soundstage.pool import warm_up_models
-from soundstage.queue import Queue
 from soundstage.settings import Settings
 from soundstage_demucs.loading import load_separator
 
@@ -25,11 +24,11 @@ def main() -> int:
 
     def load(ref: str) -> bool:
         loaded = load_separator(
-            ref, model_dir=settings.demucs_model_dir, cache_dir=settings.resolved_model_cache_dir, device="cpu"
+            ref, model_dir=settings.demucs.model_dir, cache_dir=settings.resolved_model_cache_dir, device="cpu"
         )
         return loaded.random_weights
 
-    return warm_up_models(settings.served_models(Queue.DEMUCS), load)
+    return warm_up_models(settings.demucs.served_models, load)
 
 
 if __name__ == "__main__":

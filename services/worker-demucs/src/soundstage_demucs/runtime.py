@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from soundstage.pool import JobServices, PoolRuntime, RuntimeHolder
-from soundstage.queue import Queue
+from soundstage.pools import Queue, pool_for
 from soundstage.settings import Settings
 from soundstage_demucs.engine import DemucsEngine
 
@@ -12,14 +12,16 @@ def build_runtime(settings: Settings) -> PoolRuntime[DemucsEngine]:
     engines = {
         ref: DemucsEngine(
             ref,
-            model_dir=settings.demucs_model_dir,
+            model_dir=settings.demucs.model_dir,
             cache_dir=settings.resolved_model_cache_dir,
             device=settings.device,
-            batch_segments=settings.demucs_batch_segments,
+            batch_segments=settings.demucs.batch_segments,
         )
-        for ref in settings.served_models(Queue.DEMUCS)
+        for ref in settings.demucs.served_models
     }
-    return PoolRuntime(queue=Queue.DEMUCS, settings=settings, engines=engines, services=JobServices.build(settings))
+    return PoolRuntime(
+        pool=pool_for(Queue.DEMUCS), settings=settings, engines=engines, services=JobServices.build(settings)
+    )
 
 
 _RUNTIME = RuntimeHolder(build_runtime)

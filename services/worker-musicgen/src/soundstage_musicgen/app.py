@@ -13,7 +13,7 @@ from celery import Celery
 
 from soundstage.logs import configure_logging
 from soundstage.pool import create_pool_app, pool_from_args, worker_argv
-from soundstage.queue import Queue, TaskName
+from soundstage.pools import Queue, TaskName, pool_for
 from soundstage.settings import Settings
 from soundstage_musicgen.job import run_generate
 from soundstage_musicgen.runtime import get_runtime
@@ -24,10 +24,9 @@ def create_app(settings: Settings, *, in_process_pool: bool = False) -> Celery:
     prefork children, which load the model after the fork."""
     return create_pool_app(
         settings,
-        queue=Queue.MUSICGEN,
-        task=TaskName.MUSICGEN_GENERATE,
+        pool=pool_for(Queue.MUSICGEN),
         runtime=lambda: get_runtime(settings),
-        job=run_generate,
+        jobs={TaskName.MUSICGEN_GENERATE: run_generate},
         in_process_pool=in_process_pool,
     )
 
@@ -39,11 +38,14 @@ def main(argv: list[str] | None = None) -> None:
     # Default: the threads pool, one thread per job the model decodes at once, so that jobs
     # waiting at the same time share the model's batches. `--pool=prefork --concurrency=1`
     # (one job at a time, crash isolation per process) and `--pool=solo` also work.
-    batched = settings.musicgen_engine == "batched"
-    pool = pool_from_args(args) or ("threads" if batched else "prefork")
-    concurrency = settings.musicgen_max_batch if pool == "threads" else 1
-    app = create_app(settings, in_process_pool=pool in ("solo", "threads"))
-    app.worker_main(argv=worker_argv(Queue.MUSICGEN, pool=pool, concurrency=concurrency, settings=settings, extra=args))
+    batched = settings.musicgen.engine == "batched"
+    execution_pool = pool_from_args(args) or ("threads" if batched else "prefork")
+    concurrency = settings.musicgen.max_batch if execution_pool == "threads" else 1
+    app = create_app(settings, in_process_pool=execution_pool in ("solo", "threads"))
+    argv = worker_argv(
+        pool_for(Queue.MUSICGEN), execution_pool=execution_pool, concurrency=concurrency, settings=settings, extra=args
+    )
+    app.worker_main(argv=argv)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 
 from soundstage.audio import resample, to_channels
 from soundstage.errors import AppError, ErrorCode, JobCancelledError
+from soundstage.schemas import ModelCapabilities
 from soundstage_musicgen.chroma import chroma_features
 from soundstage_musicgen.codec import decode_tokens, encode_audio
 from soundstage_musicgen.cohort import Row
@@ -69,6 +70,7 @@ class GenerationParams:
     prompt_audio: PromptAudio | None = None
     include_prompt: bool = True  # with prompt_audio: whether the output starts with it
     melody: PromptAudio | None = None  # melody models: audio whose chroma the music follows
+    melody_start_s: float = 0.0  # where in the melody this piece starts (a soundtrack's later scenes)
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,17 @@ class MusicgenEngine:
             window_s=WINDOW_FRAMES / loaded.frame_rate,
         )
 
+    def capabilities(self) -> ModelCapabilities:
+        """What the loaded model can do, for the worker's heartbeat (the API validates requests against it)."""
+        loaded = self._ensure_loaded()
+        return ModelCapabilities(
+            model=self._model_ref,
+            sample_rate=loaded.sample_rate,
+            channels=loaded.channels,
+            melody=loaded.melody,
+            random_weights=loaded.random_weights,
+        )
+
     def generate(self, params: GenerationParams, on_progress: ProgressCallback | None = None) -> list[GeneratedAudio]:
         """``params.num_outputs`` takes, each exactly ``round(duration_s * sample_rate)`` samples
         long (plus the prompt audio when ``include_prompt``)."""
@@ -156,7 +169,7 @@ class MusicgenEngine:
         loaded = self._ensure_loaded()
         if params.melody is not None and not loaded.melody:
             raise AppError(
-                ErrorCode.VALIDATION_ERROR,
+                ErrorCode.MODEL_NOT_MELODY,
                 f"{self._model_ref} is not a melody model; melody conditioning needs one.",
                 status_code=422,
             )
@@ -270,8 +283,9 @@ class _PlainWindows:
         inputs = dict(self._text)
         if self._params.melody is not None:
             # Without one, transformers conditions a melody model on its "no melody" chroma.
+            offset = round(self._params.melody_start_s * self._loaded.frame_rate)
             inputs["input_features"] = melody_features(
-                self._loaded, self._params.melody, start_frame, self._params.num_outputs
+                self._loaded, self._params.melody, start_frame + offset, self._params.num_outputs
             )
         return generate_window(
             self._loaded, inputs, context, window.new_frames, sampling=self._sampling, on_step=on_step

@@ -8,6 +8,7 @@ import numpy as np
 
 from soundstage.audio import decode_audio, encode_audio, normalize_loudness, resample
 from soundstage.db import Job, NewFile
+from soundstage.errors import AppError, ErrorCode
 from soundstage.jobrunner import JobOutput, ProgressReporter
 from soundstage.schemas import GenerateJobParams
 from soundstage.storage import ObjectStore
@@ -25,12 +26,23 @@ def output_name(job_id: str, extension: str, take: int, takes: int) -> str:
     return f"{job_id}_generated{suffix}.{extension}"
 
 
-def _stored_audio(store: ObjectStore, name: str | None) -> PromptAudio | None:
-    """An uploaded or fetched input the API already validated, decoded from storage."""
+def _stored_audio(
+    store: ObjectStore, name: str | None, start_s: float | None = None, end_s: float | None = None
+) -> PromptAudio | None:
+    """An input in storage (an upload or fetch the API validated, or a pipeline's earlier step), decoded;
+    with ``start_s``/``end_s`` only that stretch of it."""
     if not name:
         return None
     decoded = decode_audio(store.read_bytes(name))
-    return PromptAudio(samples=decoded.samples, sample_rate=decoded.sample_rate)
+    rate = decoded.sample_rate
+    first = round(start_s * rate) if start_s is not None else 0
+    last = round(end_s * rate) if end_s is not None else decoded.samples.shape[-1]
+    samples = decoded.samples[:, first:last]
+    if samples.shape[-1] == 0:
+        raise AppError(
+            ErrorCode.AUDIO_EMPTY, "The audio prompt holds no samples in the range asked for.", status_code=422
+        )
+    return PromptAudio(samples=np.ascontiguousarray(samples), sample_rate=rate)
 
 
 def generation_params(request: GenerateJobParams, store: ObjectStore) -> GenerationParams:
@@ -43,9 +55,10 @@ def generation_params(request: GenerateJobParams, store: ObjectStore) -> Generat
         guidance_scale=request.guidance_scale,
         seed=request.seed,
         num_outputs=request.num_outputs,
-        prompt_audio=_stored_audio(store, request.audio_prompt),
+        prompt_audio=_stored_audio(store, request.audio_prompt, request.audio_prompt_start, request.audio_prompt_end),
         include_prompt=request.include_prompt,
         melody=_stored_audio(store, request.melody_audio),
+        melody_start_s=request.melody_start,
     )
 
 
@@ -67,8 +80,11 @@ def run_generate(job: Job, engine: MusicgenEngine, store: ObjectStore, report: P
         for index, take in enumerate(takes)
     ]
     info = engine.info
+    prompt_samples = takes[0].samples.shape[-1] - round(params.duration_s * info.sample_rate) if takes else 0
     result = {
         "seed": params.seed,
+        # Seconds of (re-synthesised) prompt audio each file starts with, before the new audio.
+        "prompt_seconds": prompt_samples / info.sample_rate,
         "random_weights": info.random_weights,
         "warning": RANDOM_WEIGHTS_WARNING.format(model=info.model) if info.random_weights else None,
         "device": info.device,

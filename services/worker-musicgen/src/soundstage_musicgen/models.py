@@ -18,7 +18,6 @@ import sys
 
 from soundstage.logs import configure_logging
 from soundstage.pool import warm_up_models
-from soundstage.queue import Queue
 from soundstage.settings import Settings
 from soundstage_musicgen.engine import MusicgenEngine
 
@@ -33,7 +32,7 @@ def main() -> int:
         engine.load()
         return engine.info.random_weights  # the engine (and its weights) go before the next model loads
 
-    return warm_up_models(settings.served_models(Queue.MUSICGEN), load)
+    return warm_up_models(settings.musicgen.served_models, load)
 
 
 if __name__ == "__main__":

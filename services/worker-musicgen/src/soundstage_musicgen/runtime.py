@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from soundstage.pool import JobServices, PoolRuntime, RuntimeHolder
-from soundstage.queue import Queue
+from soundstage.pools import Queue, pool_for
 from soundstage.settings import Settings
 from soundstage_musicgen.engine import MusicgenEngine
 
@@ -14,12 +14,14 @@ def build_runtime(settings: Settings) -> PoolRuntime[MusicgenEngine]:
             ref,
             settings.resolved_model_cache_dir,
             settings.device,
-            mode=settings.musicgen_engine,
-            max_batch=settings.musicgen_max_batch,
+            mode=settings.musicgen.engine,
+            max_batch=settings.musicgen.max_batch,
         )
-        for ref in settings.served_models(Queue.MUSICGEN)
+        for ref in settings.musicgen.served_models
     }
-    return PoolRuntime(queue=Queue.MUSICGEN, settings=settings, engines=engines, services=JobServices.build(settings))
+    return PoolRuntime(
+        pool=pool_for(Queue.MUSICGEN), settings=settings, engines=engines, services=JobServices.build(settings)
+    )
 
 
 _RUNTIME = RuntimeHolder(build_runtime)

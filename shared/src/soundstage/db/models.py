@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -41,17 +41,26 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
 
 
-class Job(Base):
-    __tablename__ = "jobs"
+ID_LENGTH = 36
+"""Job ids are canonical UUID strings (`str(uuid4())`), as musicgen-api and its clients use them."""
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+class Job(Base):
+    """One job. A multi-step job (a soundtrack) is a parent whose steps are child jobs (``parent_id``), each
+    on the pool that owns its model; the rows are the one source of truth for the whole pipeline."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("parent_id", "step", name="uq_jobs_parent_step"),)
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), index=True)
     queue: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), index=True)
     model: Mapped[str | None] = mapped_column(String(512))
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
-    progress_detail: Mapped[str | None] = mapped_column(String(255))
+    # {current_scene, total_scenes, stage, message} (schemas.jobs.ProgressDetail), or null.
+    progress_detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(64))
@@ -63,6 +72,16 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     # Refreshed by the worker running the job (claim and every progress write).
     heartbeat_at: Mapped[datetime | None]
+    # Pipelines: a child names its parent and its step (unique per parent, so a redelivered stage that
+    # creates its steps again finds them instead of making a second set); `stage` is where a parent is
+    # (generating, separating, ...) or which stage a child belongs to; `pipeline` holds what the parent
+    # needs of a child while it runs: the share of the parent's progress it covers and the detail to show.
+    parent_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    step: Mapped[str | None] = mapped_column(String(64))
+    stage: Mapped[str | None] = mapped_column(String(32))
+    pipeline: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     files: Mapped[list[JobFile]] = relationship(
         back_populates="job", order_by="JobFile.position", lazy="selectin", cascade="all, delete-orphan"
@@ -75,7 +94,7 @@ class JobFile(Base):
     __tablename__ = "job_files"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     content_type: Mapped[str] = mapped_column(String(64))

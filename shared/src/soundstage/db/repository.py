@@ -7,14 +7,17 @@ any number of workers can race without a job ever moving backwards.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from soundstage.db.family import MAX_DEPTH, Family, cancel_jobs, move_parent_progress, new_job
 from soundstage.db.models import Job, JobFile, utcnow
 from soundstage.errors import AppError, ErrorCode
 from soundstage.schemas.common import TERMINAL_STATUSES, JobStatus
@@ -49,8 +52,14 @@ class Claim:
 
 
 def new_job_id() -> str:
-    """A fresh job id (32 hex characters): safe in object names and URLs."""
-    return uuid.uuid4().hex
+    """A fresh job id: a canonical UUID string (36 characters, as musicgen-api's clients expect), safe in
+    object names and URLs."""
+    return str(uuid.uuid4())
+
+
+def detail(message: str | None) -> dict[str, Any] | None:
+    """A progress detail (schemas.jobs.ProgressDetail) that only says what is happening."""
+    return None if message is None else {"message": message}
 
 
 class JobRepository:
@@ -63,19 +72,7 @@ class JobRepository:
     ) -> Job:
         """Insert a queued job. ``job_id`` (from :func:`new_job_id`) lets a caller name objects
         after the job before the row exists; by default a new id is made."""
-        job = Job(
-            id=job_id or new_job_id(),
-            kind=kind,
-            queue=queue,
-            status=JobStatus.QUEUED.value,
-            model=model,
-            params=params,
-            progress=0.0,
-            attempts=0,
-            cancel_requested=False,
-            created_at=utcnow(),
-            files=[],
-        )
+        job = new_job(kind=kind, queue=queue, model=model, params=params, job_id=job_id)
         with self._sessions.begin() as session:
             session.add(job)
         return job
@@ -88,8 +85,11 @@ class JobRepository:
         with self._sessions() as session:
             return session.get(Job, job_id)
 
-    def list_jobs(self, *, status: str | None, kind: str | None, limit: int, skip: int) -> tuple[list[Job], int]:
-        conditions = []
+    def list_jobs(
+        self, *, status: str | None, kind: str | None, limit: int, skip: int, parent_id: str | None = None
+    ) -> tuple[list[Job], int]:
+        """Jobs newest first: those a client submitted, or with ``parent_id`` the steps of that job."""
+        conditions = [Job.parent_id.is_(None) if parent_id is None else Job.parent_id == parent_id]
         if status:
             conditions.append(Job.status == status)
         if kind:
@@ -103,29 +103,18 @@ class JobRepository:
 
     def request_cancel(self, job_id: str) -> tuple[Job, bool]:
         """Cancel a job: a queued one is cancelled at once, a running one at its next progress update.
+        The job's steps (child jobs, and theirs) are cancelled the same way.
 
         Returns the job and whether this call cancelled a queued job (it never reaches a worker,
         so the caller counts it)."""
-        now = utcnow()
         with self._sessions.begin() as session:
-            cancelled_queued = cast(
-                CursorResult[Any],
-                session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
-                    .values(
-                        status=JobStatus.CANCELLED.value,
-                        cancel_requested=True,
-                        finished_at=now,
-                        progress_detail="cancelled before it started",
-                    )
-                ),
-            ).rowcount
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == JobStatus.PROCESSING.value)
-                .values(cancel_requested=True, progress_detail="cancelling")
-            )
+            cancelled_queued = cancel_jobs(session, [job_id]) > 0
+            level = [job_id]
+            for _ in range(MAX_DEPTH):
+                level = list(session.scalars(select(Job.id).where(Job.parent_id.in_(level))))
+                if not level:
+                    break
+                cancel_jobs(session, level)
         job = self.get(job_id)
         if job is None:
             raise AppError(ErrorCode.JOB_NOT_FOUND, f"No job with id {job_id!r}.", status_code=404)
@@ -136,6 +125,21 @@ class JobRepository:
                 status_code=409,
             )
         return job, bool(cancelled_queued)
+
+    @contextmanager
+    def family(self, parent_id: str) -> Iterator[Family]:
+        """A parent job locked for one transaction, with all of its children (see :mod:`soundstage.db.family`).
+        Everything done through the Family is committed together when the block ends."""
+        with self._sessions.begin() as session:
+            parent = session.get(Job, parent_id, with_for_update=True)
+            children = session.scalars(select(Job).where(Job.parent_id == parent_id)).all() if parent else []
+            yield Family(session=session, parent=parent, children={child.step or child.id: child for child in children})
+
+    def children(self, parent_id: str) -> list[Job]:
+        """The steps of a job, oldest first."""
+        with self._sessions() as session:
+            rows = session.scalars(select(Job).where(Job.parent_id == parent_id).order_by(Job.created_at, Job.id))
+            return list(rows.all())
 
     def list_files(self, *, limit: int, skip: int) -> list[JobFile]:
         with self._sessions() as session:
@@ -188,21 +192,33 @@ class JobRepository:
             job.started_at = now
             job.heartbeat_at = now
             job.progress = 0.0
-            job.progress_detail = "starting"
+            job.progress_detail = detail("starting")
             return Claim(ClaimOutcome.RUN, job)
 
-    def update_progress(self, job_id: str, progress: float, detail: str | None) -> bool:
-        """Store progress; returns True when the job's cancellation was requested."""
+    def update_progress(self, job_id: str, progress: float, message: str | None) -> bool:
+        """Store progress; returns True when the job's cancellation was requested. A step of a pipeline
+        moves its parent's progress too (within the share the step covers, never backwards), and the
+        parent shows the step's detail."""
+        percent = max(0.0, min(progress, 100.0))
+        now = utcnow()
         with self._sessions.begin() as session:
             session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == JobStatus.PROCESSING.value)
-                .values(progress=max(0.0, min(progress, 100.0)), progress_detail=detail, heartbeat_at=utcnow())
+                .values(progress=percent, progress_detail=detail(message), heartbeat_at=now)
             )
-            return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+            row = session.execute(
+                select(Job.cancel_requested, Job.parent_id, Job.pipeline).where(Job.id == job_id)
+            ).one_or_none()
+            if row is None:
+                return False
+            if row.parent_id is not None and row.pipeline:
+                move_parent_progress(session, row.parent_id, row.pipeline, percent, now)
+            return bool(row.cancel_requested)
 
     def complete(self, job_id: str, files: list[NewFile], result: dict[str, Any]) -> bool:
-        """Record the outputs and complete the job; False if it is no longer running (cancelled)."""
+        """Record the outputs and complete the job; False if it is no longer running (cancelled).
+        A file already recorded on another job (a pipeline's step made it for its parent) moves to this one."""
         now = utcnow()
         with self._sessions.begin() as session:
             job = session.get(Job, job_id, with_for_update=True)
@@ -210,6 +226,8 @@ class JobRepository:
                 return False
             # A redelivered job rewrites the same object names; replace, never duplicate.
             session.execute(delete(JobFile).where(JobFile.job_id == job_id))
+            if files:
+                session.execute(delete(JobFile).where(JobFile.name.in_([new.name for new in files])))
             session.flush()
             for position, new_file in enumerate(files):
                 session.add(JobFile(job_id=job_id, position=position, created_at=now, **vars(new_file)))
@@ -229,7 +247,7 @@ class JobRepository:
                     error_code=code.value,
                     error=message,
                     finished_at=now,
-                    progress_detail="failed",
+                    progress_detail=detail("failed"),
                 )
             )
 
@@ -239,11 +257,11 @@ class JobRepository:
             session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status.notin_(_TERMINAL))
-                .values(status=JobStatus.CANCELLED.value, finished_at=now, progress_detail="cancelled")
+                .values(status=JobStatus.CANCELLED.value, finished_at=now, progress_detail=detail("cancelled"))
             )
 
 
 def _finish(job: Job, status: JobStatus, now: datetime, *, detail: str) -> None:
     job.status = status.value
     job.finished_at = now
-    job.progress_detail = detail
+    job.progress_detail = {"message": detail}

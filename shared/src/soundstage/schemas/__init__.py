@@ -2,7 +2,7 @@
 
 from soundstage.schemas.common import TERMINAL_STATUSES, AudioFormat, JobKind, JobStatus
 from soundstage.schemas.generate import ContinueRequest, GenerateJobParams, GenerateRequest
-from soundstage.schemas.jobs import JobCreated, JobList, JobResult, JobView, OutputFile
+from soundstage.schemas.jobs import ChildJob, JobCreated, JobList, JobResult, JobView, OutputFile, ProgressDetail
 from soundstage.schemas.separate import STEMS_BY_MODE, SeparateJobParams, SeparateOptions, SeparateUrlRequest
 from soundstage.schemas.system import (
     ErrorBody,
@@ -10,6 +10,7 @@ from soundstage.schemas.system import (
     Health,
     KindTimes,
     MetricsJson,
+    ModelCapabilities,
     QueueInfo,
     Ready,
     ReadyCheck,
@@ -22,6 +23,7 @@ __all__ = [
     "STEMS_BY_MODE",
     "TERMINAL_STATUSES",
     "AudioFormat",
+    "ChildJob",
     "ContinueRequest",
     "ErrorBody",
     "ErrorDetail",
@@ -37,7 +39,9 @@ __all__ = [
     "JobView",
     "KindTimes",
     "MetricsJson",
+    "ModelCapabilities",
     "OutputFile",
+    "ProgressDetail",
     "QueueInfo",
     "Ready",
     "ReadyCheck",

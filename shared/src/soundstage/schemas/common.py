@@ -23,10 +23,14 @@ TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.
 
 
 class JobKind(StrEnum):
-    """What a job does; each kind belongs to one worker pool."""
+    """What a job does; each kind belongs to one worker pool (see `soundstage.pools`)."""
 
     GENERATE = "generate"
     SEPARATE = "separate"
+    SOUNDTRACK = "soundtrack"
+    """A multi-step job: its steps are child jobs on the pools that own each model."""
+    MIX = "mix"
+    """A CPU step of a multi-step job (tempo matching, crossfades, mixing), on the pipeline pool."""
 
 
 class AudioFormat(StrEnum):

@@ -158,6 +158,16 @@ class GenerateJobParams(ContinueRequest):
         "uploaded or fetched from `melody_audio_url`); null without melody conditioning. The worker "
         "conditions on its chroma.",
     )
+    # Set by pipelines only (a soundtrack's scenes continue a stretch of an earlier step's output).
+    audio_prompt_start: float | None = Field(
+        default=None, ge=0, description="Seconds into `audio_prompt` where the prompt starts (null: its start)."
+    )
+    audio_prompt_end: float | None = Field(
+        default=None, ge=0, description="Seconds into `audio_prompt` where the prompt ends (null: its end)."
+    )
+    melody_start: float = Field(
+        default=0.0, ge=0, description="Seconds into the melody where this job's music starts (a soundtrack scene)."
+    )
 
     @classmethod
     def from_request(
@@ -178,12 +188,3 @@ class GenerateJobParams(ContinueRequest):
             audio_prompt=audio_prompt,
             melody_audio=melody_audio,
         )
-
-
-MELODY_MODEL_MARKER = "melody"
-
-
-def is_melody_model(name: str) -> bool:
-    """Whether a served model name denotes a melody-conditioned model (`facebook/musicgen-melody`,
-    `facebook/musicgen-melody-large`, `random:tiny-melody`): the API decides by name, as it loads no model."""
-    return MELODY_MODEL_MARKER in name

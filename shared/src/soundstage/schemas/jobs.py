@@ -27,6 +27,32 @@ class OutputFile(BaseModel):
     channels: int | None = Field(default=None, description="1 = mono, 2 = stereo.")
 
 
+class ProgressDetail(BaseModel):
+    """What a job is doing now. musicgen-api's fields (`current_scene`, `total_scenes`, `stage`) are set on
+    soundtrack jobs; `message` says it in words on every job."""
+
+    current_scene: int | None = Field(default=None, description="Soundtracks: the scene being worked on (from 1).")
+    total_scenes: int | None = Field(default=None, description="Soundtracks: how many scenes there are.")
+    stage: str | None = Field(
+        default=None,
+        description="Soundtracks: `generating`, `separating`, `crossfading`, `scoring`, `regenerating` or "
+        "`finalizing`.",
+    )
+    message: str | None = Field(default=None, description="What the worker is doing, in words.")
+
+
+class ChildJob(BaseModel):
+    """One step of a multi-step job: itself a job, on the pool that owns its model (`GET /jobs/{job_id}`)."""
+
+    job_id: str = Field(description="The step's own job id.")
+    step: str = Field(description="Which step it is (`scene:2`, `separate:0:out`, `finalize`, ...).")
+    kind: JobKind = Field(description="`generate` (MusicGen), `separate` (Demucs) or `mix` (CPU).")
+    stage: str | None = Field(default=None, description="The stage of the parent it belongs to.")
+    status: JobStatus = Field(description="The step's status.")
+    progress: float = Field(ge=0, le=100, description="The step's own progress, 0-100.")
+    error_code: str | None = Field(default=None, description="Why the step failed, if it did.")
+
+
 class JobResult(BaseModel):
     """What a completed job produced and how."""
 
@@ -38,6 +64,19 @@ class JobResult(BaseModel):
     warning: str | None = Field(default=None, description="Anything the client should know about the result.")
     device: str | None = Field(default=None, description="Device the worker ran on.")
     compute_seconds: float | None = Field(default=None, description="Wall time the model took.")
+    stems: dict[str, str] | None = Field(
+        default=None,
+        description="Separations, and soundtracks asked for `stems`: each stem's download URL by name "
+        "(`drums`, `bass`, `other`, `vocals`, ...).",
+    )
+    transitions: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Soundtracks: one entry per transition: where the cut landed, the beat it snapped to, the "
+        "tempo on each side, the quality scores and every attempt (see the README).",
+    )
+    scenes: list[dict[str, Any]] | None = Field(
+        default=None, description="Soundtracks: one entry per scene: prompt, seed, tempo, stretch, span."
+    )
 
 
 class JobView(BaseModel):
@@ -46,7 +85,7 @@ class JobView(BaseModel):
     job_id: str = Field(description="The job's id.")
     status: JobStatus = Field(description="`queued`, `processing`, `completed`, `failed` or `cancelled`.")
     progress: float = Field(ge=0, le=100, description="Percent done, 0-100.")
-    progress_detail: str | None = Field(default=None, description="What the worker is doing now.")
+    progress_detail: ProgressDetail | None = Field(default=None, description="What the worker is doing now.")
     result_urls: list[str] = Field(description="Relative URLs of the output files (`/files/<name>`), in order.")
     error: str | None = Field(default=None, description="Human-readable failure reason.")
     error_code: str | None = Field(default=None, description="Stable machine-readable failure code.")
@@ -54,11 +93,19 @@ class JobView(BaseModel):
     started_at: datetime | None = Field(default=None, description="When a worker last started it (UTC).")
     finished_at: datetime | None = Field(default=None, description="When it reached a final status (UTC).")
     model: str | None = Field(default=None, description="Model that serves (or served) the job.")
-    kind: JobKind = Field(description="What the job does: `generate` (MusicGen) or `separate` (Demucs).")
+    kind: JobKind = Field(
+        description="What the job does: `generate` (MusicGen), `separate` (Demucs), `soundtrack` (multi-step), or "
+        "`mix` (a CPU step of a soundtrack)."
+    )
     params: dict[str, Any] = Field(description="The validated request parameters.")
     result: JobResult | None = Field(default=None, description="Set once the job completed.")
     attempts: int = Field(description="How many times a worker started this job (more than 1 after a crash).")
     cancel_requested: bool = Field(default=False, description="True once `DELETE /jobs/{id}` asked it to stop.")
+    parent_id: str | None = Field(default=None, description="For a step of a multi-step job: that job's id.")
+    stage: str | None = Field(default=None, description="Multi-step jobs: the stage they are at (or belong to).")
+    children: list[ChildJob] = Field(
+        default_factory=list, description="Multi-step jobs: their steps, oldest first (each is a job of its own)."
+    )
 
 
 class JobList(BaseModel):

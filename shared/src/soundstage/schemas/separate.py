@@ -17,25 +17,8 @@ STEMS_BY_MODE: dict[int, tuple[str, ...]] = {
     2: ("vocals", "accompaniment"),
     6: ("drums", "bass", "other", "vocals", "guitar", "piano"),
 }
-SIX_STEM_MARKER = "6s"
 MAX_SHIFTS = 20
 MAX_SEGMENT_SECONDS = 60.0
-HTDEMUCS_MAX_SEGMENT = 7.8
-"""Transformer models (`htdemucs*`) were trained on 7.8 s segments and cannot take longer ones."""
-
-
-def is_six_stem_model(name: str) -> bool:
-    """Whether a served model name denotes a six-source model (`htdemucs_6s`, `random:tiny-6s`): the API
-    decides by name, as it loads no model; the worker checks the loaded model again."""
-    return SIX_STEM_MARKER in name.rsplit("/", 1)[-1]
-
-
-def max_segment_for(name: str) -> float | None:
-    """The longest `segment` a model takes, where the name tells (transformer models); else None."""
-    base = name.rsplit("/", 1)[-1]
-    if base.startswith("htdemucs") or base.startswith("random:"):
-        return HTDEMUCS_MAX_SEGMENT
-    return None
 
 
 class SeparateOptions(BaseModel):
@@ -75,7 +58,8 @@ class SeparateOptions(BaseModel):
         ge=1.0,
         le=MAX_SEGMENT_SECONDS,
         description="Segment length in seconds (demucs `--segment`). Default null: the model's own (7.8 s for "
-        "`htdemucs` models, which cannot take longer ones: 422). Shorter segments use less memory.",
+        "`htdemucs` models, which cannot take longer ones: 422, as the worker reports its model's limit). "
+        "Shorter segments use less memory.",
     )
     format: AudioFormat = Field(
         default=AudioFormat.WAV,
@@ -126,6 +110,11 @@ class SeparateJobParams(SeparateOptions):
     input_sample_rate: int = Field(description="Sample rate of the input as decoded by the API, in Hz.")
     input_channels: int = Field(description="Channels of the input as decoded by the API.")
     input_seconds: float = Field(description="Length of the input in seconds.")
+    output_prefix: str | None = Field(
+        default=None,
+        description="Names the stem files `{output_prefix}_{stem}.{ext}` instead of `{job_id}_{stem}.{ext}`: a "
+        "soundtrack's stems are named after the soundtrack's job. Set by pipelines only.",
+    )
 
     def stem_names(self) -> tuple[str, ...]:
         return STEMS_BY_MODE[self.stems]

@@ -8,6 +8,21 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
+class ModelCapabilities(BaseModel):
+    """What one loaded model can do, as the worker that loaded it reports it: the API validates requests
+    against these, never against model names."""
+
+    model: str = Field(description="The model as the pool serves it (`MUSICGEN_MODELS`, `DEMUCS_MODELS`).")
+    sample_rate: int | None = Field(default=None, description="Native sample rate of its audio, in Hz.")
+    channels: int | None = Field(default=None, description="Channels of its audio: 1 (mono) or 2 (stereo).")
+    melody: bool = Field(default=False, description="MusicGen: conditions on the chroma of a melody.")
+    sources: list[str] = Field(default_factory=list, description="Demucs: the sources it separates, in order.")
+    max_segment: float | None = Field(
+        default=None, description="Demucs: the longest segment it takes, in seconds (transformer models)."
+    )
+    random_weights: bool = Field(default=False, description="True for `random:` test models.")
+
+
 class WorkerInfo(BaseModel):
     """What a live worker reports about itself (refreshed while it runs)."""
 
@@ -20,6 +35,9 @@ class WorkerInfo(BaseModel):
     models_loaded: list[str] = Field(default_factory=list, description="Models this worker has loaded.")
     model_loaded: bool = Field(description="Whether every model the worker serves is loaded.")
     load_error: str | None = Field(default=None, description="Why the model failed to load, if it did.")
+    capabilities: list[ModelCapabilities] = Field(
+        default_factory=list, description="What each loaded model can do (melody, channels, sources, segment, rate)."
+    )
     seen_at: datetime = Field(description="Last heartbeat (UTC).")
 
 
@@ -31,11 +49,20 @@ class QueueInfo(BaseModel):
 
 
 class Health(BaseModel):
+    """musicgen-api's health fields first (`status`, `device`, `gpu_available`, `mps_available`,
+    `models_loaded`), then ours."""
+
     status: str = Field(description="`healthy` when the API runs; see `/ready` for dependencies.")
-    version: str = Field(description="Soundstage version.")
     device: str = Field(description="Best device among live workers (`cuda` or `cpu`), `none` without workers.")
     gpu_available: bool = Field(description="True when any live worker has a GPU.")
-    models_loaded: list[str] = Field(description="Models loaded by live workers.")
+    mps_available: bool = Field(
+        description="Whether a worker runs on Apple's MPS: always false (workers run on CUDA or the CPU)."
+    )
+    models_loaded: dict[str, bool] = Field(
+        description="Per model pool (`musicgen`, `demucs`): whether a live worker of it has its models loaded."
+    )
+    version: str = Field(description="Soundstage version.")
+    loaded_models: list[str] = Field(description="Models loaded by live workers, by name.")
     queues: list[QueueInfo] = Field(description="Each queue's depth, workers and served models.")
     workers: list[WorkerInfo] = Field(description="Live workers (heartbeat within 30 s).")
     auth_enabled: bool = Field(description="False when neither API_KEY nor API_KEYS is set.")
@@ -87,6 +114,13 @@ class MetricsJson(BaseModel):
     jobs_in_progress: int = Field(description="Jobs being processed now.")
     avg_generation_time: float | None = Field(description="Average seconds per completed `generate` job.")
     avg_separation_time: float | None = Field(description="Average seconds per completed `separate` job.")
+    avg_generation_time_seconds: float | None = Field(
+        description="The same as `avg_generation_time` (musicgen-api's newer name)."
+    )
+    avg_soundtrack_time_seconds: float | None = Field(description="Average seconds per completed `soundtrack` job.")
+    avg_separation_time_seconds: float | None = Field(
+        description="The same as `avg_separation_time` (musicgen-api's newer name)."
+    )
     by_kind: dict[str, KindTimes] = Field(description="Timings per job kind.")
     generated_audio_seconds: float = Field(description="Seconds of audio produced in total.")
 

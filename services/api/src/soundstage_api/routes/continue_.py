@@ -14,7 +14,7 @@ import logging
 
 from fastapi import APIRouter, Request
 
-from soundstage.queue import TaskName
+from soundstage.pools import TaskName
 from soundstage.schemas import ContinueRequest, ErrorBody, JobCreated, JobKind
 from soundstage_api.auth import ApiKey
 from soundstage_api.routes.generate import ERRORS, job_params, submit_with_audio, validate_generation

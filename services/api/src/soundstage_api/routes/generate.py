@@ -23,9 +23,10 @@ from soundstage import telemetry
 from soundstage.audio import AudioInfo, probe_audio
 from soundstage.db import new_job_id
 from soundstage.errors import AppError, ErrorCode
-from soundstage.queue import TASK_QUEUES, Queue, TaskName, enqueue_job
+from soundstage.pools import Queue, TaskName, pool_of_task
+from soundstage.queue import enqueue_job
 from soundstage.schemas import ErrorBody, GenerateJobParams, GenerateRequest, JobCreated, JobKind, JobStatus
-from soundstage.schemas.generate import SEED_MAX, is_melody_model
+from soundstage.schemas.generate import SEED_MAX
 from soundstage.settings import Settings
 from soundstage.storage import content_type_for
 from soundstage_api.auth import ApiKey
@@ -80,7 +81,7 @@ async def generate(body: GenerateRequest, state: State) -> JobCreated:
         return await run_in_threadpool(
             submit, state, kind=JobKind.GENERATE, task=TaskName.MUSICGEN_GENERATE, model=model, params=params
         )
-    require_melody_model(model, settings)
+    require_melody_model(model, state)
     async with fetched_url(body.melody_audio_url, settings) as fetched:
         return await submit_with_audio(
             state,
@@ -98,14 +99,17 @@ async def generate(body: GenerateRequest, state: State) -> JobCreated:
 def validate_generation(body: GenerateRequest, settings: Settings) -> str:
     """The checks that depend on the server's settings; returns the served model the request names."""
     _check_duration(body.duration, settings)
-    return resolve_model(body.model, settings.served_models(Queue.MUSICGEN))
+    return resolve_model(body.model, settings.musicgen.served_models)
 
 
-def require_melody_model(model: str, settings: Settings) -> None:
-    """422 `model_not_melody` unless `model` (a served name) is a melody model."""
-    if is_melody_model(model):
+def require_melody_model(model: str, state: AppState) -> None:
+    """422 `model_not_melody` when a live worker reports that `model` (a served name) is not a melody model.
+    While no worker has reported it, the worker checks (and fails the job with the same code)."""
+    capabilities = state.capabilities.of(Queue.MUSICGEN, model)
+    if capabilities is None or capabilities.melody:
         return
-    melody_models = [name for name in settings.served_models(Queue.MUSICGEN) if is_melody_model(name)]
+    reported = state.capabilities.reported(Queue.MUSICGEN, state.settings.musicgen.served_models)
+    melody_models = [name for name, abilities in reported.items() if abilities.melody]
     raise AppError(
         ErrorCode.MODEL_NOT_MELODY,
         f"Melody conditioning needs a melody model; {model!r} is not one. This server's melody models: "
@@ -188,7 +192,9 @@ def submit(
     A job whose attachments could not be stored (503 `storage_unavailable`) or that the
     broker refused (503 `broker_unavailable`) is removed again, with what was stored for it.
     """
-    job = state.repo.create(kind=kind.value, queue=TASK_QUEUES[task].value, model=model, params=params, job_id=job_id)
+    job = state.repo.create(
+        kind=kind.value, queue=pool_of_task(task).queue.value, model=model, params=params, job_id=job_id
+    )
     try:
         for attachment in attachments:
             state.store.put_file(attachment.name, attachment.path, content_type_for(attachment.name))

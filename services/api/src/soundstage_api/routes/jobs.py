@@ -8,10 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from soundstage import telemetry
+from soundstage.db import Job
 from soundstage.errors import AppError, ErrorCode
+from soundstage.pools import task_for_kind
+from soundstage.queue import enqueue_job
 from soundstage.schemas import ErrorBody, JobKind, JobList, JobStatus, JobView
 from soundstage_api.auth import ApiKey
-from soundstage_api.state import State
+from soundstage_api.state import AppState, State
 from soundstage_api.views import job_view
 
 logger = logging.getLogger(__name__)
@@ -26,19 +29,32 @@ def get_job(job_id: JobId, state: State) -> JobView:
     job = state.repo.get(job_id)
     if job is None:
         raise AppError(ErrorCode.JOB_NOT_FOUND, f"No job with id {job_id!r}.", status_code=404)
-    return job_view(job)
+    return job_view(job, _children(state, job))
+
+
+def _children(state: AppState, job: Job) -> list[Job]:
+    """The steps of a multi-step job (only those jobs have any: the query is skipped for the others)."""
+    return state.repo.children(job.id) if job.kind == JobKind.SOUNDTRACK.value else []
 
 
 @router.get("/jobs", response_model=JobList, summary="List jobs, newest first")
-def list_jobs(
+def list_jobs(  # noqa: PLR0917 - FastAPI query parameters
     state: State,
     limit: Annotated[int, Query(ge=1, le=200, description="Page size, 1-200. Default 50.")] = 50,
     skip: Annotated[int, Query(ge=0, description="Jobs to skip. Default 0.")] = 0,
     status: Annotated[JobStatus | None, Query(description="Only jobs with this status.")] = None,
     kind: Annotated[JobKind | None, Query(description="Only jobs of this kind.")] = None,
+    parent_id: Annotated[
+        str | None, Query(description="The steps of this multi-step job instead of the jobs clients submitted.")
+    ] = None,
 ) -> JobList:
+    """The jobs clients submitted, newest first; with `parent_id`, the steps of that job."""
     jobs, total = state.repo.list_jobs(
-        status=status.value if status else None, kind=kind.value if kind else None, limit=limit, skip=skip
+        status=status.value if status else None,
+        kind=kind.value if kind else None,
+        limit=limit,
+        skip=skip,
+        parent_id=parent_id,
     )
     return JobList(jobs=[job_view(job) for job in jobs], total=total, limit=limit, skip=skip)
 
@@ -51,8 +67,12 @@ def list_jobs(
 )
 def cancel_job(job_id: JobId, state: State) -> JobView:
     """A queued job never runs; a running job stops at its next progress update and ends `cancelled`
-    (until then it shows `cancel_requested: true`). Cancelling a cancelled job is a no-op."""
+    (until then it shows `cancel_requested: true`). Cancelling a cancelled job is a no-op. Cancelling a
+    multi-step job cancels every step; it ends `cancelled` once the running ones have stopped."""
     job, cancelled_queued = state.repo.request_cancel(job_id)
+    if job.status == JobStatus.PROCESSING.value and job.kind == JobKind.SOUNDTRACK.value:
+        # Its steps were cancelled with it; the pipeline pool winds it up (no step might be running to say so).
+        enqueue_job(state.celery, task_for_kind(JobKind.SOUNDTRACK), job.id)
     if cancelled_queued:
         try:
             telemetry.record_finished(
@@ -60,4 +80,4 @@ def cancel_job(job_id: JobId, state: State) -> JobView:
             )
         except Exception as error:
             logger.warning("could not count cancelled job: %s", error)
-    return job_view(job)
+    return job_view(job, _children(state, job))

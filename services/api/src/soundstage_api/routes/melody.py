@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from soundstage.queue import TaskName
+from soundstage.pools import TaskName
 from soundstage.schemas import ErrorBody, GenerateRequest, JobCreated, JobKind
 from soundstage_api.auth import ApiKey
 from soundstage_api.routes.generate import (
@@ -73,7 +73,7 @@ async def generate_melody(request: Request, state: State) -> JobCreated:
                 ["body", URL_FIELD],
             )
         model = validate_generation(body, settings)
-        require_melody_model(model, settings)
+        require_melody_model(model, state)
         return await submit_with_audio(
             state,
             kind=JobKind.GENERATE,

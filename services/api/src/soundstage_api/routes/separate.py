@@ -31,10 +31,9 @@ from python_multipart.multipart import parse_options_header
 
 from soundstage.audio import AudioInfo
 from soundstage.errors import AppError, ErrorCode
-from soundstage.queue import Queue, TaskName
+from soundstage.pools import Queue, TaskName
 from soundstage.schemas import ErrorBody, JobCreated, JobKind, SeparateJobParams, SeparateOptions, SeparateUrlRequest
-from soundstage.schemas.separate import is_six_stem_model, max_segment_for
-from soundstage.settings import Settings
+from soundstage.schemas.separate import STEMS_BY_MODE
 from soundstage_api.auth import ApiKey
 from soundstage_api.routes.generate import ERRORS, resolve_model, submit_with_audio
 from soundstage_api.state import AppState, State
@@ -117,32 +116,47 @@ async def _separate_upload(request: Request, state: AppState) -> JobCreated:
     settings = state.settings
     async with receive_form(request, file_field=FILE_PART, max_file_bytes=settings.max_upload_bytes) as form:
         options = _form_options(form)
-        model = validate_separation(options, settings)
+        model = validate_separation(options, state)
         return await _submit(state, options, model, form.file_path, form.file_size)
 
 
 async def _separate_url(request: Request, state: AppState) -> JobCreated:
     settings = state.settings
     body = _url_request(await _json_body(request))
-    model = validate_separation(body, settings)
+    model = validate_separation(body, state)
     async with fetched_url(body.audio_url, settings) as fetched:
         return await _submit(state, body, model, fetched.path, fetched.size)
 
 
-def validate_separation(options: SeparateOptions, settings: Settings) -> str:
-    """The checks that depend on the model; returns the served model the request names."""
-    served = settings.served_models(Queue.DEMUCS)
+def validate_separation(options: SeparateOptions, state: AppState) -> str:
+    """The checks that depend on the model; returns the served model the request names. Stems and segment
+    are checked against what the model's workers report (its sources, its longest segment); while no live
+    worker has reported the model, the worker checks them and fails the job with the same codes."""
+    served = state.settings.demucs.served_models
     model = resolve_model(options.model, served)
-    if options.stems == 6 and not is_six_stem_model(model):
-        six = [name for name in served if is_six_stem_model(name)]
+    capabilities = state.capabilities.of(Queue.DEMUCS, model)
+    if capabilities is None:
+        return model
+    missing = [stem for stem in STEMS_BY_MODE[options.stems] if stem not in (*capabilities.sources, "accompaniment")]
+    if missing:
+        reported = state.capabilities.reported(Queue.DEMUCS, served)
+        able = [name for name, abilities in reported.items() if set(missing) <= set(abilities.sources)]
         raise AppError(
             ErrorCode.STEMS_NOT_SUPPORTED,
-            f"6 stems need a six-source model; {model!r} separates 4 sources. This server's six-source "
-            f"models: {', '.join(six) or 'none'}.",
+            f"{options.stems} stems need a model with {', '.join(missing)} sources; {model!r} separates "
+            f"{', '.join(capabilities.sources)}. This server's models that can: {', '.join(able) or 'none'}.",
             status_code=422,
-            details=[{"loc": ["body", "stems"], "msg": "needs a six-source model", "type": "stems_not_supported"}],
+            details=[
+                {
+                    "loc": ["body", "stems"],
+                    "msg": "the model lacks these sources",
+                    "type": "stems_not_supported",
+                    "missing": missing,
+                    "choices": able,
+                }
+            ],
         )
-    limit = max_segment_for(model)
+    limit = capabilities.max_segment
     if options.segment is not None and limit is not None and options.segment > limit:
         raise AppError(
             ErrorCode.VALIDATION_ERROR,

@@ -10,7 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from soundstage import __version__, telemetry
 from soundstage.errors import ErrorCode
-from soundstage.queue import Queue, queue_key
+from soundstage.pools import POOLS, Queue
+from soundstage.queue import queue_key
 from soundstage.schemas import ErrorDetail, Health, KindTimes, MetricsJson, QueueInfo, Ready, ReadyCheck
 from soundstage.workers import list_workers
 from soundstage_api.auth import ApiKey
@@ -18,6 +19,8 @@ from soundstage_api.state import AppState, State
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["system"])
+
+_MODEL_QUEUES = {pool.queue.value for pool in POOLS if pool.serves_models}
 
 
 @router.get("/health", response_model=Health, summary="Liveness and fleet overview")
@@ -31,21 +34,27 @@ def health(state: State) -> Health:
         logger.warning("health: Redis unavailable: %s", error)
         workers, depths = [], dict.fromkeys(Queue)
     gpu = any(w.gpu_available for w in workers)
-    devices = {w.device for w in workers}
+    devices = {w.device for w in workers if w.queue in _MODEL_QUEUES}
     return Health(
         status="healthy",
-        version=__version__,
         device="cuda" if "cuda" in devices else ("cpu" if devices else "none"),
         gpu_available=gpu,
-        models_loaded=sorted({model for w in workers for model in w.models_loaded}),
+        mps_available=False,
+        models_loaded={
+            pool.name: any(w.model_loaded for w in workers if w.queue == pool.queue.value)
+            for pool in POOLS
+            if pool.serves_models and pool.settings_attr is not None
+        },
+        version=__version__,
+        loaded_models=sorted({model for w in workers for model in w.models_loaded}),
         queues=[
             QueueInfo(
-                name=q.value,
-                depth=depths[q],
-                workers=sum(1 for w in workers if w.queue == q.value),
-                models=settings.served_models(q),
+                name=pool.queue.value,
+                depth=depths[pool.queue],
+                workers=sum(1 for w in workers if w.queue == pool.queue.value),
+                models=pool.served_models(settings),
             )
-            for q in Queue
+            for pool in POOLS
         ],
         workers=workers,
         auth_enabled=settings.auth_enabled,
@@ -101,11 +110,18 @@ def metrics_json(state: State) -> MetricsJson:
         jobs_failed=counts.get("failed", 0),
         jobs_cancelled=counts.get("cancelled", 0),
         jobs_in_progress=counts.get("processing", 0),
-        avg_generation_time=by_kind["generate"].avg_processing_seconds if "generate" in by_kind else None,
-        avg_separation_time=by_kind["separate"].avg_processing_seconds if "separate" in by_kind else None,
+        avg_generation_time=_average(by_kind, "generate"),
+        avg_separation_time=_average(by_kind, "separate"),
+        avg_generation_time_seconds=_average(by_kind, "generate"),
+        avg_soundtrack_time_seconds=_average(by_kind, "soundtrack"),
+        avg_separation_time_seconds=_average(by_kind, "separate"),
         by_kind=by_kind,
         generated_audio_seconds=audio_seconds,
     )
+
+
+def _average(by_kind: dict[str, KindTimes], kind: str) -> float | None:
+    return by_kind[kind].avg_processing_seconds if kind in by_kind else None
 
 
 def _times_by_kind(state: AppState) -> tuple[dict[str, KindTimes], float]:
