@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The test suite starts throwaway Redis and PostgreSQL servers itself; it needs their
-# binaries. Install them from Debian when missing (as root), else say what to install.
+# binaries, and the pipeline pool's tests run Rubber Band's `rubberband` program (tempo
+# matching, through pyrubberband). Install them from Debian when missing (as root), else say
+# what to install.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v rubberband >/dev/null 2>&1 || missing+=(rubberband-cli)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${missing[*]} from Debian for the test servers"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from soundstage.pools import Queue
+from soundstage.pools import Pool, Queue, pool_for
 from soundstage.settings import Settings
 from tests.deploy.test_dockerfiles import Dockerfile, image_tag, parse_dockerfile, settings_env_names
 
@@ -124,6 +124,25 @@ def is_soundstage(service: dict[str, Any]) -> bool:
 
 def worker_services() -> dict[str, dict[str, Any]]:
     return {name: service for name, service in SERVICES.items() if name.startswith("worker-")}
+
+
+def pool_of(name: str) -> Pool:
+    """The registry entry of a worker service's pool (`worker-<queue>`)."""
+    return pool_for(Queue(name.removeprefix("worker-")))
+
+
+def gpu_workers() -> list[str]:
+    """Worker services of pools that want a GPU (Pool.gpu)."""
+    return sorted(name for name in worker_services() if pool_of(name).gpu)
+
+
+def cpu_workers() -> list[str]:
+    return sorted(name for name in worker_services() if not pool_of(name).gpu)
+
+
+def model_workers() -> list[str]:
+    """Worker services of pools that load models (Pool.serves_models): they keep caches on a volume."""
+    return sorted(name for name in worker_services() if pool_of(name).serves_models)
 
 
 def effective_env(name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -353,7 +372,7 @@ def test_state_and_model_caches_live_on_named_volumes() -> None:
         "postgres": "/var/lib/postgresql/data",
         "redis": "/data",
         "minio": "/data",
-        **dict.fromkeys(worker_services(), "/models"),
+        **dict.fromkeys(model_workers(), "/models"),
     }
     for name, target in expected.items():
         mounts = named_volumes(SERVICES[name])
@@ -363,7 +382,15 @@ def test_state_and_model_caches_live_on_named_volumes() -> None:
     assert used == declared, "every declared volume is used, every used one declared"
 
 
-@pytest.mark.parametrize("name", sorted(worker_services()))
+@pytest.mark.parametrize("name", sorted(set(worker_services()) - set(model_workers())))
+def test_workers_without_models_mount_no_model_volume(name: str) -> None:
+    """A pool that loads no model (Pool.serves_models false) needs no model cache."""
+    dockerfile = dockerfile_of(SERVICES[name])
+    assert dockerfile is not None and not dockerfile.final.all("VOLUME")
+    assert "/models" not in named_volumes(SERVICES[name]), f"{name} loads no model"
+
+
+@pytest.mark.parametrize("name", model_workers())
 def test_worker_model_volume_holds_the_caches(name: str) -> None:
     dockerfile = dockerfile_of(SERVICES[name])
     assert dockerfile is not None
@@ -374,7 +401,7 @@ def test_worker_model_volume_holds_the_caches(name: str) -> None:
     assert env.get("TORCH_HOME", "/models/").startswith("/models/"), "torch hub's cache on the volume too"
 
 
-@pytest.mark.parametrize("name", sorted(worker_services()))
+@pytest.mark.parametrize("name", model_workers())
 def test_readme_warm_up_command_is_the_images_own(name: str) -> None:
     """The README's warm-up command for each worker service runs a console script of its image."""
     queue = name.removeprefix("worker-")
@@ -391,7 +418,7 @@ def gpu_devices(service: dict[str, Any]) -> Any:
     return ((service.get("deploy") or {}).get("resources") or {}).get("reservations", {}).get("devices")
 
 
-@pytest.mark.parametrize("name", sorted(worker_services()))
+@pytest.mark.parametrize("name", gpu_workers())
 def test_workers_reserve_a_gpu_and_the_cpu_override_removes_it(name: str) -> None:
     (device,) = gpu_devices(SERVICES[name])
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
@@ -404,11 +431,22 @@ def test_workers_reserve_a_gpu_and_the_cpu_override_removes_it(name: str) -> Non
     assert image_tag(override["image"]) not in (None, "latest")
 
 
-def test_cpu_override_only_touches_workers_of_the_base_file() -> None:
-    assert set(CPU["services"]) == set(worker_services())
+@pytest.mark.parametrize("name", cpu_workers())
+def test_cpu_pool_workers_reserve_no_gpu_and_build_one_image(name: str) -> None:
+    """A CPU pool (Pool.gpu false) runs as it is on any host: no reservation, no VARIANT to switch."""
+    service = SERVICES[name]
+    assert gpu_devices(service) is None, f"{name} needs no GPU"
+    assert "args" not in service["build"], f"{name}: its image has one variant"
+    dockerfile = dockerfile_of(service)
+    assert dockerfile is not None and "VARIANT" not in dockerfile.global_args
+    assert name not in CPU["services"], f"docker-compose.cpu.yml has nothing to change for {name}"
+
+
+def test_cpu_override_only_touches_gpu_workers_of_the_base_file() -> None:
+    assert set(CPU["services"]) == set(gpu_workers())
     assert set(CPU) == {"services"}
     for name, service in SERVICES.items():
-        if not name.startswith("worker-"):
+        if name not in gpu_workers():
             assert gpu_devices(service) is None, f"{name} needs no GPU"
 
 
@@ -421,7 +459,8 @@ def test_every_queue_has_a_worker_service_or_a_documented_slot(queue: Queue) -> 
         assert service_name in SERVICES, f"queue {queue.value}: add the {service_name} service"
         dockerfile = dockerfile_of(SERVICES[service_name])
         assert dockerfile is not None and dockerfile.path == package / "Dockerfile"
-        assert service_name in CPU["services"]
+        # A GPU pool gets its CPU build in docker-compose.cpu.yml; a CPU pool needs none.
+        assert (service_name in CPU["services"]) == pool_for(queue).gpu
         return
     # Not built yet: no half-defined service, but a slot that says so.
     assert service_name not in SERVICES, f"{service_name} has no package yet: keep it a commented slot"

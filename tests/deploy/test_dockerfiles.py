@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from soundstage.pools import Queue
+from soundstage.pools import POOLS, Pool, Queue, pool_for
 from soundstage.schemas import WorkerInfo
 from soundstage.settings import Settings
 from soundstage.workers import KEY_PREFIX, publish
@@ -33,7 +33,17 @@ from tests.support.servers import RedisServer
 ROOT = Path(__file__).resolve().parents[2]
 API_DOCKERFILE = ROOT / "services/api/Dockerfile"
 # The worker pool of each worker image: services/worker-<queue>/Dockerfile.
-WORKER_QUEUES = {"worker-musicgen": Queue.MUSICGEN, "worker-demucs": Queue.DEMUCS}
+WORKER_QUEUES = {"worker-musicgen": Queue.MUSICGEN, "worker-demucs": Queue.DEMUCS, "worker-pipeline": Queue.PIPELINE}
+
+
+def pool_of(worker: str) -> Pool:
+    """The registry entry of a worker image's pool: whether it wants a GPU, whether it loads models."""
+    return pool_for(WORKER_QUEUES[worker])
+
+
+# GPU pools build torch images in two variants (CUDA and CPU); CPU pools one image without torch.
+GPU_WORKERS = sorted(name for name in WORKER_QUEUES if pool_of(name).gpu)
+CPU_WORKERS = sorted(name for name in WORKER_QUEUES if not pool_of(name).gpu)
 # Dockerfile of each service, and the only repository paths its image may copy.
 SERVICES = {
     "api": (API_DOCKERFILE, {"constraints.txt", "shared/", "services/api/"}),
@@ -45,12 +55,18 @@ SERVICES = {
 # Each value of the worker's VARIANT build argument.
 VARIANTS = ("cuda", "cpu")
 # Environment names an image may set besides the Settings fields: standard ones only
-# (TORCH_HOME: torch hub's cache, where demucs keeps the models of its legacy URLs).
-STANDARD_ENV = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "HF_HOME", "TORCH_HOME"}
+# (TORCH_HOME: torch hub's cache, where demucs keeps the models of its legacy URLs;
+# NUMBA_CACHE_DIR: numba's cache, where librosa keeps its compiled kernels).
+STANDARD_ENV = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "HF_HOME", "TORCH_HOME", "NUMBA_CACHE_DIR"}
 # Model caches a worker image keeps on its /models volume (TORCH_HOME where the image sets it).
 REQUIRED_CACHES = ("HF_HOME", "MODEL_CACHE_DIR")
 OPTIONAL_CACHES = ("TORCH_HOME",)
 BUILD_ONLY_ENV = {"TORCH_INDEX_URL"}  # set in builder stages, never in a runtime image
+# Python dependency of a worker package -> the Debian package of the program it runs, which
+# the worker image installs in its runtime stage.
+SYSTEM_PROGRAMS = {"pyrubberband": "rubberband-cli"}
+# What a CPU pool's image never mentions: it installs no torch build and no GPU stack.
+GPU_WORDS = ("torch", "cuda", "nvidia", "jax", "tensorflow")
 
 
 # --- a small Dockerfile parser ------------------------------------------------------------
@@ -239,6 +255,16 @@ def worker_dockerfile(worker: str) -> Dockerfile:
     return parse_dockerfile(SERVICES[worker][0])
 
 
+@pytest.fixture(params=GPU_WORKERS, scope="module")
+def gpu_worker_dockerfile(request: pytest.FixtureRequest) -> Dockerfile:
+    return parse_dockerfile(SERVICES[request.param][0])
+
+
+@pytest.fixture(params=CPU_WORKERS, scope="module")
+def cpu_worker_dockerfile(request: pytest.FixtureRequest) -> Dockerfile:
+    return parse_dockerfile(SERVICES[request.param][0])
+
+
 def test_every_service_dockerfile_is_checked() -> None:
     """A Dockerfile under services/ is checked here; every service with a Dockerfile is one whose
     package exists, and a worker image serves the queue of its name."""
@@ -248,6 +274,10 @@ def test_every_service_dockerfile_is_checked() -> None:
         assert (ROOT / "services" / name / "pyproject.toml").is_file(), name
     for name, queue in WORKER_QUEUES.items():
         assert name == f"worker-{queue.value}"
+    # Every pool whose package exists has its image, checked here.
+    packages = {f"worker-{pool.queue.value}" for pool in POOLS}
+    built = {name for name in packages if (ROOT / "services" / name / "pyproject.toml").is_file()}
+    assert built <= set(WORKER_QUEUES), f"add to WORKER_QUEUES: {sorted(built - set(WORKER_QUEUES))}"
 
 
 def test_multi_stage_build_copies_only_the_venv_into_the_runtime(dockerfile: Dockerfile) -> None:
@@ -296,6 +326,12 @@ def test_every_variant_resolves_to_its_own_base(dockerfile: Dockerfile) -> None:
         assert cuda.startswith("nvidia/cuda:"), cuda
 
 
+def test_gpu_pools_build_both_variants_and_cpu_pools_one_image(service: str, dockerfile: Dockerfile) -> None:
+    """A GPU pool's image has the CUDA and CPU variants; a CPU pool's (and the API's) has no VARIANT."""
+    gpu = service in WORKER_QUEUES and pool_of(service).gpu
+    assert ("VARIANT" in dockerfile.global_args) == gpu, f"{service}: VARIANT only for GPU pools (Pool.gpu)"
+
+
 def image_console_scripts(service: str) -> set[str]:
     """Console scripts of the packages an image installs (the pyprojects it copies)."""
     names: set[str] = set()
@@ -332,8 +368,8 @@ def test_api_image_has_no_model_frameworks() -> None:
         assert word not in text, f"the API image must not mention {word}"
 
 
-def test_worker_pins_torch_with_the_constraints(worker_dockerfile: Dockerfile) -> None:
-    dockerfile = worker_dockerfile
+def test_gpu_worker_pins_torch_with_the_constraints(gpu_worker_dockerfile: Dockerfile) -> None:
+    dockerfile = gpu_worker_dockerfile
     version = makefile_torch_version()
     pins = re.findall(r"torch==(\S+)", dockerfile.text)
     assert pins and set(pins) == {version}, f"torch must be pinned to the Makefile's {version}: {pins}"
@@ -352,11 +388,11 @@ def test_worker_pins_torch_with_the_constraints(worker_dockerfile: Dockerfile) -
     assert any(f'--index-url "${{TORCH_INDEX_URL}}" torch=={version}' in run for run in installs)
 
 
-def test_worker_images_share_one_base_and_torch_build_per_variant() -> None:
-    """Every pool runs on the same OS, Python and torch wheel index for a variant, so one host
+def test_gpu_worker_images_share_one_base_and_torch_build_per_variant() -> None:
+    """Every GPU pool runs on the same OS, Python and torch wheel index for a variant, so one host
     driver (CUDA) serves them all and one cached torch layer can be shared."""
     recipes = {}
-    for name in WORKER_QUEUES:
+    for name in GPU_WORKERS:
         dockerfile = parse_dockerfile(SERVICES[name][0])
         recipe = []
         for overrides in variant_overrides(dockerfile):
@@ -366,6 +402,48 @@ def test_worker_images_share_one_base_and_torch_build_per_variant() -> None:
             recipe.append((overrides["VARIANT"], dockerfile.resolve(chain[-1].base, overrides), index))
         recipes[name] = recipe
     assert len({tuple(recipe) for recipe in recipes.values()}) == 1, recipes
+
+
+def instructions_text(dockerfile: Dockerfile) -> str:
+    """Every instruction of every stage (and the global ARGs), without the comments."""
+    lines = [f"ARG {name}={value or ''}" for name, value in dockerfile.global_args.items()]
+    lines += [f"FROM {stage.base}" for stage in dockerfile.stages]
+    lines += [f"{instr.keyword} {instr.value}" for stage in dockerfile.stages for instr in stage.instructions]
+    return "\n".join(lines)
+
+
+def test_cpu_worker_is_built_like_the_api_without_torch(cpu_worker_dockerfile: Dockerfile) -> None:
+    """A CPU pool's image: the API image's pinned Python base, the constraints, no torch and no GPU stack."""
+    dockerfile = cpu_worker_dockerfile
+    api = parse_dockerfile(API_DOCKERFILE)
+    api_base = api.resolve(api.chain(api.final)[-1].base)
+    for stage in (dockerfile.stage("builder"), dockerfile.final):
+        assert dockerfile.resolve(dockerfile.chain(stage)[-1].base) == api_base, stage.name
+    text = instructions_text(dockerfile).lower()
+    for word in GPU_WORDS:
+        assert word not in text, f"{dockerfile.path}: a CPU pool's image installs no {word}"
+    installs = [instr.value for instr in dockerfile.stage("builder").all("RUN") if "pip install" in instr.value]
+    assert installs and all("-c constraints.txt" in run for run in installs), installs
+
+
+def package_dependencies(worker: str) -> set[str]:
+    """Distribution names a worker package depends on (its pyproject's `dependencies`)."""
+    pyproject = tomllib.loads((SERVICES[worker][0].parent / "pyproject.toml").read_text())
+    return {
+        re.split(r"[\s<>=!~;\[]", dependency, maxsplit=1)[0].lower()
+        for dependency in pyproject["project"]["dependencies"]
+    }
+
+
+def test_worker_runtime_installs_the_programs_its_dependencies_run(worker: str, worker_dockerfile: Dockerfile) -> None:
+    """pyrubberband runs the `rubberband` program: an image whose package depends on it installs
+    Debian's rubberband-cli in the runtime stage (not in the builder, whose files are left behind)."""
+    needed = {SYSTEM_PROGRAMS[dep] for dep in package_dependencies(worker) if dep in SYSTEM_PROGRAMS}
+    runs = [instr.value for instr in worker_dockerfile.final.all("RUN") if "apt-get install" in instr.value]
+    for package in needed:
+        assert any(re.search(rf"(?<![\w-]){re.escape(package)}(?![\w-])", run) for run in runs), (
+            f"{worker_dockerfile.path}: the runtime stage must apt-get install {package}"
+        )
 
 
 def test_runtime_environment(dockerfile: Dockerfile, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -386,11 +464,17 @@ def test_runtime_environment(dockerfile: Dockerfile, monkeypatch: pytest.MonkeyP
         assert names <= allowed | BUILD_ONLY_ENV, f"{stage.name}: {names - allowed - BUILD_ONLY_ENV}"
 
 
-def test_worker_keeps_model_caches_on_a_volume(worker_dockerfile: Dockerfile) -> None:
+def test_worker_keeps_model_caches_on_a_volume(worker: str, worker_dockerfile: Dockerfile) -> None:
+    """A pool that loads models keeps their caches on the /models volume; a pool without models
+    (Pool.serves_models false) declares neither the volume nor the caches."""
     dockerfile = worker_dockerfile
     volumes = [json.loads(instr.value) for instr in dockerfile.final.all("VOLUME")]
+    env = dockerfile.env(dockerfile.final, variant_overrides(dockerfile)[0])
+    if not pool_of(worker).serves_models:
+        assert volumes == [], f"{worker}: no model, no /models volume"
+        assert not {*REQUIRED_CACHES, *OPTIONAL_CACHES} & set(env), f"{worker}: no model caches"
+        return
     assert volumes == [["/models"]]
-    env = dockerfile.env(dockerfile.final, {"VARIANT": "cuda"})
     caches = [*REQUIRED_CACHES, *(name for name in OPTIONAL_CACHES if name in env)]
     assert len({env[name] for name in caches}) == len(caches), "each cache has its own folder"
     for name in caches:

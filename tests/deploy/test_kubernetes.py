@@ -32,7 +32,7 @@ import redis
 import yaml
 
 from soundstage.db.models import utcnow
-from soundstage.pools import POOLS, Queue, pool_for
+from soundstage.pools import POOLS, Pool, Queue, pool_for
 from soundstage.schemas.system import WorkerInfo
 from soundstage.settings import Settings
 from soundstage.workers import publish
@@ -49,6 +49,9 @@ SOUNDSTAGE_REGISTRY = "ghcr.io/soundstage/"
 UID = 10001
 GPU = "nvidia.com/gpu"
 GPU_NODE_LABEL = ("soundstage.io/gpu", "true")
+# The label of a worker Deployment that says whether its pool wants a GPU (soundstage.pools'
+# Pool.gpu): components/gpu patches the Deployments labelled "true".
+GPU_POOL_LABEL = "soundstage.io/gpu"
 # Environment names a Soundstage container may use besides the Settings fields.
 STANDARD_ENV = {
     "HF_HOME",
@@ -153,6 +156,12 @@ def main_container(deployment: Obj, name: str) -> Obj:
 
 def is_soundstage(container: Obj) -> bool:
     return str(container["image"]).startswith(SOUNDSTAGE_REGISTRY)
+
+
+def worker_image_pool(image: str) -> Pool:
+    """The pool of a worker image, `ghcr.io/soundstage/worker-<queue>:<tag>`."""
+    name = image.removeprefix(f"{SOUNDSTAGE_REGISTRY}worker-").split("@", 1)[0].split(":", 1)[0]
+    return pool_for(Queue(name))
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -260,6 +269,16 @@ def built_pools() -> list[Queue]:
     return [pool.queue for pool in POOLS if importlib.util.find_spec(pool.package) is not None]
 
 
+def model_pools() -> list[Queue]:
+    """Built pools that load models (Pool.serves_models): each has a warm-up container."""
+    return [queue for queue in built_pools() if pool_for(queue).serves_models]
+
+
+def pool_of(deployment: Obj) -> Pool:
+    """The registry entry of the pool a worker Deployment runs (its `soundstage.io/queue` label)."""
+    return pool_for(Queue(deployment["metadata"]["labels"]["soundstage.io/queue"]))
+
+
 def worker_script(queue: Queue) -> str:
     """The console script that runs the pool's worker module."""
     module = pool_for(queue).worker_module
@@ -284,6 +303,8 @@ def test_every_built_pool_has_a_worker_deployment(rendered: dict[str, list[Obj]]
         assert worker["command"][0] == worker_script(queue), f"the {queue} Deployment does not run its pool"
         probes = [worker[p]["exec"]["command"] for p in ("startupProbe", "readinessProbe", "livenessProbe")]
         assert [p[1:] for p in probes] == [["alive", queue.value], ["ready", queue.value], ["alive", queue.value]]
+        gpu = deployment["metadata"]["labels"].get(GPU_POOL_LABEL)
+        assert gpu == str(pool_for(queue).gpu).lower(), f"{queue}: label {GPU_POOL_LABEL} must be Pool.gpu"
     assert set(by_queue) <= {q.value for q in Queue}, "a worker Deployment consumes an unknown queue"
 
 
@@ -323,14 +344,17 @@ def plain_env(container: Obj) -> dict[str, str | None]:
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_model_warmup_job_has_one_container_per_built_pool(rendered: dict[str, list[Obj]], target: str) -> None:
+def test_model_warmup_job_has_one_container_per_built_pool_with_models(
+    rendered: dict[str, list[Obj]], target: str
+) -> None:
+    """A pool without models (Pool.serves_models false: the pipeline pool) has nothing to warm up."""
     job = one(rendered[target], "Job", WARMUP_JOB)
     names = [c["name"] for c in pod_spec(job)["containers"]]
-    assert sorted(names) == sorted(f"warmup-{q.value}" for q in built_pools())
+    assert sorted(names) == sorted(f"warmup-{q.value}" for q in model_pools())
     assert not [v for v in pod_spec(job)["volumes"] if "configMap" in v], "no scripts are mounted"
 
 
-@pytest.mark.parametrize("queue", [Queue.MUSICGEN, Queue.DEMUCS], ids=str)
+@pytest.mark.parametrize("queue", model_pools(), ids=str)
 @pytest.mark.parametrize("target", TARGETS)
 def test_model_warmup_runs_each_pools_models_command(rendered: dict[str, list[Obj]], target: str, queue: Queue) -> None:
     """`soundstage-<pool>-models` from the pool's own image, filling the very caches the pool's
@@ -361,6 +385,11 @@ def test_worker_model_cache_is_mounted_where_the_settings_point(rendered: dict[s
         env = plain_env(worker)
         mounts = {m["mountPath"]: m["name"] for m in worker["volumeMounts"]}
         volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+        assert volumes[mounts["/tmp"]]["emptyDir"] is not None, "the root file system is read-only"
+        if not pool_of(deployment).serves_models:  # no model: no cache, and no claim on the volume
+            claims = [v for v in volumes.values() if "persistentVolumeClaim" in v]
+            assert not claims and not set(CACHE_ENV) & set(env), deployment["metadata"]["name"]
+            continue
         for name in CACHE_ENV:
             assert str(env.get(name, "/models/")).startswith("/models/"), name
         assert env["HF_HOME"] and env["MODEL_CACHE_DIR"]
@@ -514,8 +543,9 @@ def test_dev_runs_on_cpu_with_the_random_test_model(
         for where, container in containers(obj):
             resources = container.get("resources", {})
             assert GPU not in resources.get("requests", {}) and GPU not in resources.get("limits", {}), where
-            if container["image"].startswith(f"{SOUNDSTAGE_REGISTRY}worker-"):
-                assert container["image"].endswith("-cpu"), where
+            image = str(container["image"])
+            if image.startswith(f"{SOUNDSTAGE_REGISTRY}worker-") and worker_image_pool(image).gpu:
+                assert image.endswith("-cpu"), f"{where}: a GPU pool's CPU image"
     config = generated(objs, "ConfigMap", "soundstage-config")["data"]
     for name in settings_names():
         monkeypatch.delenv(name, raising=False)
@@ -550,12 +580,21 @@ def test_dev_services_match_the_settings(rendered: dict[str, list[Obj]]) -> None
 # --- prod --------------------------------------------------------------------------------------
 
 
-def test_prod_gives_each_worker_replica_one_gpu(rendered: dict[str, list[Obj]]) -> None:
+def test_prod_gives_each_gpu_pool_replica_one_gpu_and_cpu_pools_none(rendered: dict[str, list[Obj]]) -> None:
     workers = worker_deployments(rendered["overlays/prod"])
-    assert workers
+    assert workers and any(pool_of(d).gpu for d in workers)
     for deployment in workers:
         spec = pod_spec(deployment)
         worker = main_container(deployment, "worker")
+        if not pool_of(deployment).gpu:  # Pool.gpu false: ordinary nodes, no GPU, no CUDA image
+            name = deployment["metadata"]["name"]
+            for _, container in containers(deployment):
+                resources = container.get("resources", {})
+                assert GPU not in resources.get("requests", {}) and GPU not in resources.get("limits", {}), name
+            assert GPU_NODE_LABEL[0] not in spec.get("nodeSelector", {}), name
+            assert not [t for t in spec.get("tolerations", []) if t.get("key") == GPU], name
+            assert "DEVICE" not in plain_env(worker), name
+            continue
         assert worker["resources"]["limits"][GPU] == "1"
         assert worker["resources"]["requests"][GPU] == "1"
         assert not worker["image"].endswith("-cpu")

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from soundstage.pools import Queue, pool_for
+
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "deploy" / "terraform"
 KUSTOMIZE = REPO / "deploy" / "kubernetes"
@@ -326,15 +328,17 @@ def _variable_default(path: Path, name: str) -> str:
     return match.group(1)
 
 
-def test_gpu_node_group_holds_every_worker_pool_at_its_maximum() -> None:
-    """One GPU per worker replica: the node group's max_size covers the sum of the prod
-    ScaledObjects' maxReplicaCount, or KEDA asks for replicas that never get a node."""
+def test_gpu_node_group_holds_every_gpu_worker_pool_at_its_maximum() -> None:
+    """One GPU per replica of a GPU pool: the node group's max_size covers the sum of the prod
+    ScaledObjects' maxReplicaCount over the pools with Pool.gpu, or KEDA asks for replicas that
+    never get a node. CPU pools (the pipeline pool) run on the cluster's other nodes."""
     overlay = KUSTOMIZE / "overlays/prod"
     resources = yaml.safe_load((overlay / "kustomization.yaml").read_text())["resources"]
     scaled = [yaml.safe_load((overlay / r).read_text()) for r in resources if r.startswith("scaledobject-")]
-    assert len(scaled) >= 2, "one ScaledObject per worker pool (musicgen, demucs)"
     assert all(s["kind"] == "ScaledObject" for s in scaled)
-    needed = sum(int(s["spec"]["maxReplicaCount"]) for s in scaled)
+    gpu = [s for s in scaled if pool_for(Queue(s["metadata"]["labels"]["soundstage.io/queue"])).gpu]
+    assert len(gpu) >= 2, "one ScaledObject per GPU worker pool (musicgen, demucs)"
+    needed = sum(int(s["spec"]["maxReplicaCount"]) for s in gpu)
     env_default = int(_variable_default(TERRAFORM / "envs/prod/variables.tf", "gpu_max_size"))
     module_default = int(_variable_default(TERRAFORM / "modules/gpu_nodes/variables.tf", "max_size"))
     assert env_default >= needed, f"envs/prod gpu_max_size {env_default} < {needed} GPU worker replicas"

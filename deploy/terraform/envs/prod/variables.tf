@@ -120,7 +120,7 @@ variable "gpu_desired_size" {
 
 variable "gpu_max_size" {
   type        = number
-  description = "Most GPU nodes: at least the sum of the pools' KEDA maxReplicaCount (musicgen 4 + demucs 4)."
+  description = "Most GPU nodes: at least the sum of the GPU pools' KEDA maxReplicaCount (musicgen 4 + demucs 4)."
   default     = 8
 }
 

@@ -92,7 +92,7 @@ variable "desired_size" {
 
 variable "max_size" {
   type        = number
-  description = "Most GPU nodes: at least the sum of the worker pools' KEDA maxReplicaCount (one GPU each)."
+  description = "Most GPU nodes: at least the sum of the GPU worker pools' KEDA maxReplicaCount (one GPU each)."
   default     = 8
 
   validation {
