@@ -38,11 +38,10 @@ def services_env(
     return env
 
 
-@pytest.fixture
-def make_stack(
-    tmp_path: Path, postgres_server: PostgresServer, s3_server: S3Server, model_cache_dir: Path
-) -> Iterator[StackFactory]:
-    """Build stacks with their own Redis, database and bucket; everything is stopped afterwards."""
+def _stack_factory(
+    log_root: Path, postgres_server: PostgresServer, s3_server: S3Server, model_cache_dir: Path
+) -> tuple[StackFactory, Callable[[], None]]:
+    """A factory of stacks with their own Redis, database and bucket, and the function that stops them all."""
     stacks: list[Stack] = []
     redis_servers: list[RedisServer] = []
 
@@ -63,15 +62,40 @@ def make_stack(
         from soundstage import migrations
 
         migrations.upgrade(database_url)
-        log_dir = tmp_path / f"stack{len(stacks)}"
+        log_dir = log_root / f"stack{len(stacks)}"
         log_dir.mkdir()
         stack = Stack(env=env, log_dir=log_dir)
         stack.bucket = bucket  # type: ignore[attr-defined]
         stacks.append(stack)
         return stack
 
+    def stop_all() -> None:
+        for stack in stacks:
+            stack.stop()
+        for server in redis_servers:
+            server.close()
+
+    return factory, stop_all
+
+
+@pytest.fixture(scope="module")
+def make_module_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_server: PostgresServer,
+    s3_server: S3Server,
+    model_cache_dir: Path,
+) -> Iterator[StackFactory]:
+    """Like ``make_stack``, for a stack that the tests of one module share (its start costs seconds)."""
+    factory, stop_all = _stack_factory(tmp_path_factory.mktemp("stacks"), postgres_server, s3_server, model_cache_dir)
     yield factory
-    for stack in stacks:
-        stack.stop()
-    for server in redis_servers:
-        server.close()
+    stop_all()
+
+
+@pytest.fixture
+def make_stack(
+    tmp_path: Path, postgres_server: PostgresServer, s3_server: S3Server, model_cache_dir: Path
+) -> Iterator[StackFactory]:
+    """Build stacks with their own Redis, database and bucket; everything is stopped afterwards."""
+    factory, stop_all = _stack_factory(tmp_path, postgres_server, s3_server, model_cache_dir)
+    yield factory
+    stop_all()

@@ -7,7 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from soundstage.audio import PEAK_CEILING_DBFS, measure_loudness, normalize_loudness, resample, to_channels, true_peak
+from soundstage.audio import (
+    PEAK_CEILING_DBFS,
+    limit_peaks,
+    measure_loudness,
+    normalize_loudness,
+    normalize_loudness_limited,
+    resample,
+    to_channels,
+    true_peak,
+)
 from tests.support.audio_files import dominant_frequency, synth
 
 
@@ -153,3 +162,31 @@ def test_a_full_scale_1khz_sine_reads_about_minus_3_lufs() -> None:
 def test_loudness_refuses_more_than_five_channels() -> None:
     with pytest.raises(ValueError, match="1-5 channels"):
         measure_loudness(np.zeros((6, 32000), dtype=np.float32), 32000)
+
+
+def test_limited_normalisation_reaches_the_target_under_the_true_peak_ceiling() -> None:
+    """Where a plain gain stops short of the target (its peaks would pass -1 dBFS), the limiter gets there."""
+    rate = 32000
+    audio = np.random.default_rng(0).normal(0, 0.04, (2, rate * 20)).astype(np.float32)
+    audio[:, ::4000] = 0.9  # sparse loud peaks: a high crest factor
+    assert measure_loudness(normalize_loudness(audio, rate, -14.0), rate) < -16.0
+    limited = normalize_loudness_limited(audio, rate, -14.0)
+    assert measure_loudness(limited, rate) == pytest.approx(-14.0, abs=0.15)
+    assert 20 * math.log10(true_peak(limited, rate)) <= PEAK_CEILING_DBFS + 1e-4
+    # Quiet enough already: only the gain, no limiting.
+    quiet = normalize_loudness_limited(audio, rate, -24.0)
+    np.testing.assert_allclose(quiet, normalize_loudness(audio, rate, -24.0), rtol=1e-5, atol=1e-7)
+    silence = np.zeros((1, rate), dtype=np.float32)
+    assert normalize_loudness_limited(silence, rate, -14.0) is silence
+
+
+def test_the_limiter_keeps_every_true_peak_under_its_ceiling_and_leaves_the_rest() -> None:
+    rate = 32000
+    t = np.arange(rate) / rate
+    audio = (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)[None]
+    audio[0, rate // 2 : rate // 2 + 50] += 0.9
+    ceiling = 10 ** (-1 / 20)
+    limited = limit_peaks(audio, rate, ceiling)
+    assert true_peak(limited, rate) <= ceiling * 1.001
+    far = np.r_[0 : rate // 2 - 400, rate // 2 + 2000 : rate]  # beyond the look-ahead and the release
+    np.testing.assert_array_equal(limited[0, far], audio[0, far])

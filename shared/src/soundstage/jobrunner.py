@@ -16,13 +16,16 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from soundstage import telemetry
+from soundstage import events, telemetry
 from soundstage.db.models import Job, utcnow
 from soundstage.db.repository import ClaimOutcome, JobRepository, NewFile
 from soundstage.errors import AppError, ErrorCode, JobCancelledError
+from soundstage.schemas.common import TERMINAL_STATUSES
 from soundstage.storage import ObjectStore, StorageUnavailableError
 
 logger = logging.getLogger(__name__)
+
+_TERMINAL = {status.value for status in TERMINAL_STATUSES}
 
 # Progress is written at most this often: enough for a polling client, cheap for the DB.
 PROGRESS_INTERVAL_S = 0.5
@@ -181,7 +184,11 @@ class JobRunner:
             self._finished(job)
 
     def _finished(self, job: Job) -> None:
-        """A step of a pipeline ended: tell the pool that advances its parent."""
+        """The job ended: announce it (for requests waiting on it), and if it is a step of a pipeline, tell
+        the pool that advances its parent."""
+        final = self._repo.get(job.id)
+        if final is not None and final.status in _TERMINAL:
+            events.announce_finished(self._redis, job.id, final.status)
         if job.parent_id is None or self._notify_parent is None:
             return
         try:

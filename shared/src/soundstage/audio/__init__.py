@@ -2,7 +2,14 @@
 
 from soundstage.audio.decode import DEFAULT_MAX_SECONDS, AudioInfo, DecodedAudio, decode_audio, probe_audio
 from soundstage.audio.encode import EncodedAudio, encode_audio
-from soundstage.audio.loudness import PEAK_CEILING_DBFS, measure_loudness, normalize_loudness, true_peak
+from soundstage.audio.loudness import (
+    PEAK_CEILING_DBFS,
+    limit_peaks,
+    measure_loudness,
+    normalize_loudness,
+    normalize_loudness_limited,
+    true_peak,
+)
 from soundstage.audio.resample import resample, to_channels
 
 __all__ = [
@@ -13,8 +20,10 @@ __all__ = [
     "EncodedAudio",
     "decode_audio",
     "encode_audio",
+    "limit_peaks",
     "measure_loudness",
     "normalize_loudness",
+    "normalize_loudness_limited",
     "probe_audio",
     "resample",
     "to_channels",

@@ -1,9 +1,25 @@
 """Every request, response and task payload, defined once."""
 
 from soundstage.schemas.common import TERMINAL_STATUSES, AudioFormat, JobKind, JobStatus
+from soundstage.schemas.compat import (
+    HostedGenerateRequest,
+    JobPending,
+    SRocksFile,
+    SRocksGenerated,
+    SRocksGenerateRequest,
+    SRocksHealth,
+)
 from soundstage.schemas.generate import ContinueRequest, GenerateJobParams, GenerateRequest
 from soundstage.schemas.jobs import ChildJob, JobCreated, JobList, JobResult, JobView, OutputFile, ProgressDetail
 from soundstage.schemas.separate import STEMS_BY_MODE, SeparateJobParams, SeparateOptions, SeparateUrlRequest
+from soundstage.schemas.soundtrack import (
+    SceneRequest,
+    SceneResult,
+    SoundtrackJobParams,
+    SoundtrackRequest,
+    TransitionAttempt,
+    TransitionResult,
+)
 from soundstage.schemas.system import (
     ErrorBody,
     ErrorDetail,
@@ -30,9 +46,11 @@ __all__ = [
     "GenerateJobParams",
     "GenerateRequest",
     "Health",
+    "HostedGenerateRequest",
     "JobCreated",
     "JobKind",
     "JobList",
+    "JobPending",
     "JobResult",
     "JobStatus",
     "JobTaskPayload",
@@ -45,9 +63,19 @@ __all__ = [
     "QueueInfo",
     "Ready",
     "ReadyCheck",
+    "SRocksFile",
+    "SRocksGenerateRequest",
+    "SRocksGenerated",
+    "SRocksHealth",
+    "SceneRequest",
+    "SceneResult",
     "SeparateJobParams",
     "SeparateOptions",
     "SeparateUrlRequest",
+    "SoundtrackJobParams",
+    "SoundtrackRequest",
     "StoredFile",
+    "TransitionAttempt",
+    "TransitionResult",
     "WorkerInfo",
 ]

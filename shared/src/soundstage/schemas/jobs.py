@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from soundstage.schemas.common import JobKind, JobStatus
+from soundstage.schemas.soundtrack import SceneResult, TransitionResult
 
 
 class JobCreated(BaseModel):
@@ -69,13 +70,13 @@ class JobResult(BaseModel):
         description="Separations, and soundtracks asked for `stems`: each stem's download URL by name "
         "(`drums`, `bass`, `other`, `vocals`, ...).",
     )
-    transitions: list[dict[str, Any]] | None = Field(
+    transitions: list[TransitionResult] | None = Field(
         default=None,
         description="Soundtracks: one entry per transition: where the cut landed, the beat it snapped to, the "
-        "tempo on each side, the quality scores and every attempt (see the README).",
+        "tempo on each side, the quality scores and every attempt.",
     )
-    scenes: list[dict[str, Any]] | None = Field(
-        default=None, description="Soundtracks: one entry per scene: prompt, seed, tempo, stretch, span."
+    scenes: list[SceneResult] | None = Field(
+        default=None, description="Soundtracks: one entry per scene: prompt, seed, span, tempo and stretch."
     )
 
 
