@@ -35,6 +35,8 @@ class ErrorCode(StrEnum):
     URL_TIMEOUT = "url_timeout"
     URL_TOO_LARGE = "url_too_large"
     STEMS_NOT_SUPPORTED = "stems_not_supported"
+    AUDIO_REQUIRED = "audio_required"
+    JOB_CANCELLED = "job_cancelled"
     # Dependencies down (503)
     DATABASE_UNAVAILABLE = "database_unavailable"
     BROKER_UNAVAILABLE = "broker_unavailable"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -24,6 +25,9 @@ from soundstage.pool_settings import (
     env_names,
     split_commas,
 )
+
+HOSTED_MODEL_SIZES = ("small", "medium", "large")
+"""The MusicGen sizes the hosted API names in its URLs (`/v1/meta-musicgen-<size>`)."""
 
 
 class Settings(BaseSettings):
@@ -99,6 +103,40 @@ class Settings(BaseSettings):
         le=14400,
         description="Longest audio `POST /separate` accepts, in seconds; longer gets 422 `audio_too_long`.",
     )
+    public_reads: bool = Field(
+        default=False,
+        description="musicgen-api's auth: with API_KEY(S) set, require the key only on POST and DELETE; GET and "
+        "HEAD (`/jobs`, `/files`, `/metrics/json`, the compatibility APIs' reads) are public. Off: every route "
+        "but `/health`, `/ready` and `/metrics` needs the key.",
+    )
+    public_base_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated base URLs under which clients reach this API through a proxy "
+        "(`https://music.example.com`, `https://example.com/soundstage`). A URL input under one of them that names "
+        "a stored file (`<base>/files/<name>`, `<base>/srocks/files/<name>`) is read from storage, as is one "
+        "under the request's own host, instead of being fetched over HTTP.",
+    )
+    sync_wait_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=3600,
+        description="Longest a request waits for its job (`Prefer: wait`, the S.Rocks and hosted-API routes); "
+        "past it the answer is 202 with `{job_id, status}` and `Location: /jobs/{job_id}`.",
+    )
+    sync_wait_max_connections: int = Field(
+        default=64,
+        ge=1,
+        le=10000,
+        description="Requests one API process keeps waiting for their jobs at once (each holds one Redis pub/sub "
+        "connection); more wait for a free slot within their own wait limit.",
+    )
+    hosted_api_models: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Which served MusicGen model answers each size of the hosted API "
+        "(`POST /segmind/v1/meta-musicgen-<size>`), as `size=model` pairs separated by commas: "
+        "`medium=facebook/musicgen-medium,small=random:tiny`. A size not listed: the served model whose name "
+        "ends with `musicgen-<size>`; no such model: 404.",
+    )
 
     # --- worker pools (one nested object per pool, each with its own env prefix) --------
     musicgen: MusicgenSettings = Field(
@@ -141,6 +179,47 @@ class Settings(BaseSettings):
     @classmethod
     def _split_keys(cls, value: object) -> object:
         return split_commas(value)
+
+    @field_validator("public_base_urls", mode="before")
+    @classmethod
+    def _split_base_urls(cls, value: object) -> object:
+        return split_commas(value)
+
+    @field_validator("public_base_urls")
+    @classmethod
+    def _check_base_urls(cls, value: list[str]) -> list[str]:
+        checked = []
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+                raise ValueError(f"{url!r} is not a base URL (http(s)://host[:port][/path])")
+            checked.append(url.rstrip("/"))
+        return checked
+
+    @field_validator("hosted_api_models", mode="before")
+    @classmethod
+    def _parse_size_models(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs = {}
+        for item in (part.strip() for part in value.split(",")):
+            if not item:
+                continue
+            size, equals, model = item.partition("=")
+            if not equals:
+                raise ValueError(f"{item!r} is not `size=model`")
+            pairs[size.strip().lower()] = model.strip()
+        return pairs
+
+    @field_validator("hosted_api_models")
+    @classmethod
+    def _check_sizes(cls, value: dict[str, str]) -> dict[str, str]:
+        for size, model in value.items():
+            if size not in HOSTED_MODEL_SIZES:
+                raise ValueError(f"unknown size {size!r}; the sizes are {', '.join(HOSTED_MODEL_SIZES)}")
+            if not model:
+                raise ValueError(f"no model given for size {size!r}")
+        return value
 
     # --- derived values (one place computes them) ----------------------------------
     @property

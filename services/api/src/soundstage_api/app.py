@@ -11,7 +11,18 @@ from soundstage import __version__
 from soundstage.settings import Settings
 from soundstage_api.errors import install_error_handlers
 from soundstage_api.metrics import SoundstageCollector
-from soundstage_api.routes import continue_, files, generate, jobs, melody, separate, system
+from soundstage_api.routes import (
+    compat_segmind,
+    compat_srocks,
+    continue_,
+    files,
+    generate,
+    jobs,
+    melody,
+    separate,
+    soundtrack,
+    system,
+)
 from soundstage_api.state import AppState
 
 DESCRIPTION = """
@@ -32,7 +43,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        state.close()
+        try:
+            await state.waiter.aclose()
+        finally:
+            state.close()
 
     app = FastAPI(
         title="Soundstage",
@@ -44,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.soundstage = state
     install_error_handlers(app)
-    for module in (generate, continue_, melody, separate, jobs, files, system):
+    routers = (generate, continue_, melody, soundtrack, separate, jobs, files, system, compat_srocks, compat_segmind)
+    for module in routers:
         app.include_router(module.router)
     return app

@@ -16,6 +16,7 @@ from soundstage.queue import create_celery_app
 from soundstage.settings import Settings
 from soundstage.storage import ObjectStore, open_store
 from soundstage_api.capabilities import CapabilityCache
+from soundstage_api.waiting import JobWaiter
 
 
 @dataclass
@@ -27,6 +28,8 @@ class AppState:
     celery: Celery
     redis: Redis[bytes]
     capabilities: CapabilityCache
+    waiter: JobWaiter
+    """Waits for jobs to finish (`Prefer: wait`, the compatibility APIs); its Redis pool is closed on shutdown."""
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     @classmethod
@@ -47,6 +50,7 @@ class AppState:
             celery=create_celery_app(settings, "soundstage-api"),
             redis=redis,
             capabilities=CapabilityCache(redis),
+            waiter=JobWaiter(redis_url, settings.sync_wait_max_connections),
         )
 
     def close(self) -> None:

@@ -1,4 +1,7 @@
-"""`/files`: list stored outputs and stream them from whichever backend holds them."""
+"""`/files`: list stored outputs and stream them from whichever backend holds them.
+
+`file_response` and the `Limit`/`Skip`/`RangeHeader`/`IfNoneMatch` parameters are shared with the
+compatibility APIs (`GET /srocks/files/{name}` downloads exactly as `GET /files/{name}` does)."""
 
 from __future__ import annotations
 
@@ -8,24 +11,38 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from soundstage.db import JobFile
 from soundstage.schemas import ErrorBody, StoredFile
 from soundstage.storage import validate_object_name
 from soundstage_api.auth import ApiKey
 from soundstage_api.ranges import parse_range
-from soundstage_api.state import State
+from soundstage_api.state import AppState, State
 from soundstage_api.views import stored_file
 
 router = APIRouter(tags=["files"], dependencies=[ApiKey])
 
+Limit = Annotated[int, Query(ge=1, le=100, description="Maximum files to return, 1-100. Default 50.")]
+Skip = Annotated[int, Query(ge=0, description="Files to skip. Default 0.")]
+RangeHeader = Annotated[str | None, Header(alias="Range", description="e.g. `bytes=0-1023`")]
+IfNoneMatch = Annotated[str | None, Header(description="ETag from an earlier download: 304 if unchanged")]
+
+DOWNLOAD_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"content": {"audio/wav": {}, "audio/flac": {}, "audio/mpeg": {}, "audio/ogg": {}}},
+    206: {"description": "Partial content for a Range request"},
+    404: {"model": ErrorBody, "description": "No such file (also for names that try to leave the store)"},
+    416: {"model": ErrorBody, "description": "Range outside the file"},
+}
+
 
 @router.get("/files/", response_model=list[StoredFile], summary="List stored outputs, newest first")
 @router.get("/files", response_model=list[StoredFile], include_in_schema=False)
-def list_files(
-    state: State,
-    limit: Annotated[int, Query(ge=1, le=100, description="Maximum files to return, 1-100. Default 50.")] = 50,
-    skip: Annotated[int, Query(ge=0, description="Files to skip. Default 0.")] = 0,
-) -> list[StoredFile]:
-    return [stored_file(row) for row in state.repo.list_files(limit=limit, skip=skip)]
+def list_files(state: State, limit: Limit = 50, skip: Skip = 0) -> list[StoredFile]:
+    return [stored_file(row) for row in stored_files(state, limit=limit, skip=skip)]
+
+
+def stored_files(state: AppState, *, limit: int, skip: int) -> list[JobFile]:
+    """Stored outputs, newest first (inputs such as uploaded prompts are not listed)."""
+    return state.repo.list_files(limit=limit, skip=skip)
 
 
 @router.head("/files/{name}", include_in_schema=False)
@@ -33,20 +50,19 @@ def list_files(
     "/files/{name}",
     summary="Download a file (supports Range)",
     response_class=StreamingResponse,
-    responses={
-        200: {"content": {"audio/wav": {}, "audio/flac": {}, "audio/mpeg": {}, "audio/ogg": {}}},
-        206: {"description": "Partial content for a Range request"},
-        404: {"model": ErrorBody, "description": "No such file (also for names that try to leave the store)"},
-        416: {"model": ErrorBody, "description": "Range outside the file"},
-    },
+    responses=DOWNLOAD_RESPONSES,
 )
 def download(
-    name: str,
-    request: Request,
-    state: State,
-    range_header: Annotated[str | None, Header(alias="Range", description="e.g. `bytes=0-1023`")] = None,
-    if_none_match: Annotated[str | None, Header(description="ETag from an earlier download: 304 if unchanged")] = None,
+    name: str, request: Request, state: State, range_header: RangeHeader = None, if_none_match: IfNoneMatch = None
 ) -> Response:
+    return file_response(state, name, request, range_header=range_header, if_none_match=if_none_match)
+
+
+def file_response(
+    state: AppState, name: str, request: Request, *, range_header: str | None = None, if_none_match: str | None = None
+) -> Response:
+    """The stored object `name` as a download: `Range` (206, 416), `If-None-Match` (304), HEAD; 404 for an
+    unknown name or one that tries to leave the store."""
     store = state.store
     info = store.stat(validate_object_name(name))
     byte_range = parse_range(range_header, info.size)

@@ -14,9 +14,10 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from soundstage import telemetry
@@ -25,7 +26,16 @@ from soundstage.db import new_job_id
 from soundstage.errors import AppError, ErrorCode
 from soundstage.pools import Queue, TaskName, pool_of_task
 from soundstage.queue import enqueue_job
-from soundstage.schemas import ErrorBody, GenerateJobParams, GenerateRequest, JobCreated, JobKind, JobStatus
+from soundstage.schemas import (
+    ErrorBody,
+    GenerateJobParams,
+    GenerateRequest,
+    JobCreated,
+    JobKind,
+    JobPending,
+    JobStatus,
+    JobView,
+)
 from soundstage.schemas.generate import SEED_MAX
 from soundstage.settings import Settings
 from soundstage.storage import content_type_for
@@ -33,6 +43,8 @@ from soundstage_api.auth import ApiKey
 from soundstage_api.errors import unavailable
 from soundstage_api.state import AppState, State
 from soundstage_api.uploads import fetched_url
+from soundstage_api.views import job_view
+from soundstage_api.waiting import is_finished, pending_response, requested_wait, wait_for_job
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["generate"], dependencies=[ApiKey])
@@ -69,11 +81,52 @@ class Attachment:
     path: Path
 
 
-@router.post("/generate", response_model=JobCreated, responses=_GENERATE_ERRORS, summary="Generate music from text")
-@router.post("/generate/", response_model=JobCreated, include_in_schema=False)
-async def generate(body: GenerateRequest, state: State) -> JobCreated:
+_WAIT_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {
+        "description": 'Without `Prefer: wait`: `{job_id, status: "queued"}`. With it, when the job finished in '
+        "time: the job as `GET /jobs/{job_id}` shows it, and `Preference-Applied: wait=<seconds>`",
+    },
+    202: {
+        "model": JobPending,
+        "description": "With `Prefer: wait`: the job did not finish within the wait; poll the `Location` header "
+        "(`/jobs/{job_id}`)",
+    },
+}
+PreferHeader = Annotated[
+    list[str] | None,
+    Header(
+        description="`wait=<seconds>` (RFC 7240): answer with the finished job, waiting at most that long "
+        "(capped by SYNC_WAIT_SECONDS); a job not finished by then is a 202 with `Location: /jobs/{job_id}`."
+    ),
+]
+
+
+@router.post(
+    "/generate",
+    response_model=JobCreated | JobView,
+    responses={**_GENERATE_ERRORS, **_WAIT_RESPONSES},
+    summary="Generate music from text",
+)
+@router.post("/generate/", response_model=JobCreated | JobView, include_in_schema=False)
+async def generate(body: GenerateRequest, state: State, prefer: PreferHeader = None) -> JobCreated | Response:
     """Queue a text-to-music job and return its id; poll `GET /jobs/{job_id}` for the result. With
-    `melody_audio_url` (melody models only) the music follows the melody of that audio."""
+    `melody_audio_url` (melody models only) the music follows the melody of that audio. With
+    `Prefer: wait=<seconds>`, answer with the finished job instead (202 if it is not finished in time)."""
+    created = await _generate(body, state)
+    seconds = requested_wait(prefer or [])
+    if seconds is None:
+        return created
+    applied = min(seconds, state.settings.sync_wait_seconds)
+    headers = {"Preference-Applied": f"wait={applied:g}"}
+    job = await wait_for_job(state.waiter, lambda: state.repo.get(created.job_id), created.job_id, applied)
+    if job is None:
+        raise AppError(ErrorCode.JOB_NOT_FOUND, f"Job {created.job_id} no longer exists.", status_code=404)
+    if not is_finished(job):
+        return pending_response(job.id, job.status, headers)
+    return JSONResponse(job_view(job).model_dump(mode="json"), headers=headers)
+
+
+async def _generate(body: GenerateRequest, state: AppState) -> JobCreated:
     settings = state.settings
     model = validate_generation(body, settings)
     if body.melody_audio_url is None:

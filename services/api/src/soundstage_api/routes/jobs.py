@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from soundstage import telemetry
+from soundstage import events, telemetry
 from soundstage.db import Job
 from soundstage.errors import AppError, ErrorCode
 from soundstage.pools import task_for_kind
@@ -70,6 +70,8 @@ def cancel_job(job_id: JobId, state: State) -> JobView:
     (until then it shows `cancel_requested: true`). Cancelling a cancelled job is a no-op. Cancelling a
     multi-step job cancels every step; it ends `cancelled` once the running ones have stopped."""
     job, cancelled_queued = state.repo.request_cancel(job_id)
+    if JobStatus(job.status).is_terminal:
+        events.announce_finished(state.redis, job.id, job.status)  # for requests waiting on it
     if job.status == JobStatus.PROCESSING.value and job.kind == JobKind.SOUNDTRACK.value:
         # Its steps were cancelled with it; the pipeline pool winds it up (no step might be running to say so).
         enqueue_job(state.celery, task_for_kind(JobKind.SOUNDTRACK), job.id)

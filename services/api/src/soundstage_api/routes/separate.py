@@ -6,6 +6,9 @@ One route, two bodies, told apart by `Content-Type`:
 - `application/json`: a `SeparateUrlRequest`, the audio fetched from `audio_url` (`fetched_url`:
   public addresses only, MAX_UPLOAD_MB, FETCH_TIMEOUT_SECONDS).
 
+A request with nothing to separate (no body, a JSON body without `audio_url`, a multipart body without a
+`file` part) is a 400 `audio_required` with musicgen-api's message, before anything else is checked.
+
 Checked completely before any job exists, in this order: the upload's size while it streams in
 (413 `upload_too_large`), the options (422 `validation_error` with field locs), the model among
 the served Demucs models (422 `unknown_model`), 6 stems against a six-source model (422
@@ -38,6 +41,7 @@ from soundstage_api.auth import ApiKey
 from soundstage_api.routes.generate import ERRORS, resolve_model, submit_with_audio
 from soundstage_api.state import AppState, State
 from soundstage_api.uploads import (
+    PARAMS_PART,
     ReceivedForm,
     fetched_url,
     form_error,
@@ -53,7 +57,14 @@ URL_FIELD = "audio_url"
 MAX_JSON_BYTES = 64 * 1024
 """A JSON body holds the options and a URL of at most 2 KiB; anything much larger is not one."""
 
+AUDIO_REQUIRED_MESSAGE = "Either audio_url or file upload is required"
+"""musicgen-api's message, word for word."""
+
 _SEPARATE_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {
+        "model": ErrorBody,
+        "description": f"Nothing to separate: no `{FILE_PART}` part and no `{URL_FIELD}` (`audio_required`)",
+    },
     **ERRORS,
     413: {
         "model": ErrorBody,
@@ -100,6 +111,8 @@ async def separate(request: Request, state: State) -> JobCreated:
     `file` part of a `multipart/form-data` body, with the options as form fields or one `params` JSON
     part, or as `audio_url` in an `application/json` body next to the options. Poll
     `GET /jobs/{job_id}` for the result: one file per stem in `result_urls`."""
+    if _no_body(request):
+        raise audio_required()
     media_type, options = parse_options_header(request.headers.get("content-type"))
     if media_type == b"multipart/form-data" and options.get(b"boundary"):
         return await _separate_upload(request, state)
@@ -115,6 +128,8 @@ async def separate(request: Request, state: State) -> JobCreated:
 async def _separate_upload(request: Request, state: AppState) -> JobCreated:
     settings = state.settings
     async with receive_form(request, file_field=FILE_PART, max_file_bytes=settings.max_upload_bytes) as form:
+        if not form.file_received and not _form_names_url(form):
+            raise audio_required()
         options = _form_options(form)
         model = validate_separation(options, state)
         return await _submit(state, options, model, form.file_path, form.file_size)
@@ -122,7 +137,10 @@ async def _separate_upload(request: Request, state: AppState) -> JobCreated:
 
 async def _separate_url(request: Request, state: AppState) -> JobCreated:
     settings = state.settings
-    body = _url_request(await _json_body(request))
+    data = await _json_body(request)
+    if data is None or (isinstance(data, dict) and data.get(URL_FIELD) is None):
+        raise audio_required()
+    body = _url_request(data)
     model = validate_separation(body, state)
     async with fetched_url(body.audio_url, settings) as fetched:
         return await _submit(state, body, model, fetched.path, fetched.size)
@@ -218,7 +236,8 @@ def _form_options(form: ReceivedForm) -> SeparateOptions:
 
 
 async def _json_body(request: Request) -> object:
-    """The parsed JSON body, read up to MAX_JSON_BYTES (413 past it); 422 when it is not JSON."""
+    """The parsed JSON body, read up to MAX_JSON_BYTES (413 past it); None for an empty body; 422 when it is
+    not JSON."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_JSON_BYTES:
         raise _json_too_large()
@@ -227,6 +246,8 @@ async def _json_body(request: Request) -> object:
         raw += chunk
         if len(raw) > MAX_JSON_BYTES:
             raise _json_too_large()
+    if not raw.strip():
+        return None
     try:
         return json.loads(raw)
     except ValueError as error:
@@ -249,3 +270,36 @@ def _json_too_large() -> AppError:
         status_code=413,
         details={"max_bytes": MAX_JSON_BYTES},
     )
+
+
+def audio_required() -> AppError:
+    """400 `audio_required`: the request gives no audio at all (musicgen-api's refusal)."""
+    return AppError(
+        ErrorCode.AUDIO_REQUIRED,
+        AUDIO_REQUIRED_MESSAGE,
+        status_code=400,
+        details=[
+            {"loc": ["body", FILE_PART], "msg": "Field required", "type": "missing"},
+            {"loc": ["body", URL_FIELD], "msg": "Field required", "type": "missing"},
+        ],
+    )
+
+
+def _no_body(request: Request) -> bool:
+    """No request body at all: `Content-Length: 0`, or neither a length nor chunked transfer."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length.strip() == "0"
+    return "chunked" not in request.headers.get("transfer-encoding", "").lower()
+
+
+def _form_names_url(form: ReceivedForm) -> bool:
+    """Whether a multipart body gives `audio_url` (as a field or in the `params` part): refused further on
+    with the message that says where it goes, not as a request without audio."""
+    if URL_FIELD in form.fields:
+        return True
+    try:
+        params = json.loads(form.fields.get(PARAMS_PART, "null"))
+    except ValueError:
+        return False
+    return isinstance(params, dict) and URL_FIELD in params
