@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install install-dev run migrate models test test-unit lint format bench-api bench-musicgen bench-demucs clean
+.PHONY: help install install-dev run migrate models test test-unit lint format bench-api bench-musicgen bench-demucs bench-soundtrack clean
 
 help:
 	@echo "make run        start the whole stack in embedded mode on http://127.0.0.1:8000 (PORT=...)"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench-api  submission latency benchmark against real Redis + PostgreSQL"
 	@echo "make bench-musicgen  MusicGen decoding speed (random:small): the engine against plain generate"
 	@echo "make bench-demucs    Demucs separation speed and memory (random:htdemucs): the engine against apply_model"
+	@echo "make bench-soundtrack  a 6-scene 40 s soundtrack (random:small) against one /generate of 40 s"
 
 # The runtime (what `make run` needs) and the test/lint tools are installed separately,
 # so a plain `make run` does not pull moto, mypy and friends.
@@ -78,6 +79,10 @@ bench-musicgen: install-dev
 
 bench-demucs: install-dev
 	$(BIN)/python -m bench.bench_demucs $(BENCH_ARGS)
+
+bench-soundtrack: install-dev
+	@scripts/ensure-test-servers.sh
+	$(BIN)/python -m bench.bench_soundtrack $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -19,7 +19,6 @@ when a request failed or a check did not hold.
 from __future__ import annotations
 
 import argparse
-import base64
 import http.client
 import json
 import math
@@ -44,6 +43,7 @@ import redis
 from soundstage import migrations
 from soundstage.pools import Queue
 from soundstage.queue import queue_key
+from tests.support.messages import queued_tasks
 from tests.support.servers import PostgresServer, RedisServer
 from tests.support.stack import Stack
 
@@ -181,20 +181,16 @@ def measure(stack: Stack, label: str, request: Request, *, count: int, clients: 
 
 
 def queued_job_ids(redis_url: str) -> list[str]:
-    """Job ids in the Celery messages waiting on the musicgen list (protocol 2: body = [args, kwargs, embed])."""
+    """Job ids in the Celery messages waiting on the musicgen list (their typed payloads)."""
     client = redis.Redis.from_url(redis_url)
     try:
-        messages = client.lrange(queue_key(Queue.MUSICGEN), 0, -1)
+        tasks = queued_tasks(client, queue_key(Queue.MUSICGEN))
     finally:
         client.close()
-    ids = []
-    for raw in messages:
-        message = json.loads(raw)
-        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        if message["headers"].get("task") != "musicgen.generate":
-            raise RequestFailedError(f"unexpected task on the queue: {message['headers'].get('task')!r}")
-        ids.append(args[0])
-    return ids
+    for task in tasks:
+        if task.task != "musicgen.generate":
+            raise RequestFailedError(f"unexpected task on the queue: {task.task!r}")
+    return [task.payload.job_id for task in tasks]
 
 
 def job_rows(dsn: str) -> set[str]:

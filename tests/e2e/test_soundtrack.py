@@ -152,8 +152,10 @@ def test_the_photo_memory_clients_call_works_unchanged(stack: Stack, s3_server: 
     with client_of(stack) as client:
         assert client.get("/jobs", params={"parent_id": job_id}).json()["total"] == len(steps)
         assert job_id in {listed["job_id"] for listed in client.get("/jobs").json()["jobs"]}
-    # The steps' intermediate audio is gone; the soundtrack is all that is stored.
-    assert stored(s3_server, stack, job_id, *(step["job_id"] for step in steps)) == [f"outputs/{job_id}_soundtrack.wav"]
+    # The steps' intermediate audio goes (deleted once the completion is committed); the soundtrack stays.
+    ids = [job_id, *(step["job_id"] for step in steps)]
+    only = [f"outputs/{job_id}_soundtrack.wav"]
+    wait_until(lambda: stored(s3_server, stack, *ids) == only, 30, message=f"intermediate files of {job_id} to go")
 
 
 def test_fractional_scenes_other_format_rate_and_stems(stack: Stack) -> None:
@@ -328,7 +330,9 @@ def test_cancelling_mid_pipeline_stops_every_step_and_keeps_no_files(stack: Stac
         assert {s["step"]: s["status"] for s in steps}["scene:1"] == "cancelled"
         assert not [s for s in steps if s["step"].startswith("scene:2")], "nothing started after the cancel"
         assert client.delete(f"/jobs/{job_id}").status_code == 200  # cancelling again is a no-op
-    assert stored(s3_server, stack, job_id, *(step["job_id"] for step in steps)) == []
+    # The steps' files are deleted once the cancellation is committed, moments after it shows.
+    ids = [job_id, *(step["job_id"] for step in steps)]
+    wait_until(lambda: stored(s3_server, stack, *ids) == [], 30, message=f"the files of {job_id} to go")
 
 
 # ------------------------------------------------------------------ faults
@@ -362,4 +366,6 @@ def test_a_killed_worker_mid_stage_still_gives_exactly_one_soundtrack(
         assert len({step["step"] for step in steps}) == len(steps)
         samples, _ = download(client, job["result_urls"][0])
         assert samples.shape == (1, 46 * RATE)
-    assert stored(s3_server, stack, job_id, *(step["job_id"] for step in steps)) == [f"outputs/{job_id}_soundtrack.wav"]
+    ids = [job_id, *(step["job_id"] for step in steps)]
+    only = [f"outputs/{job_id}_soundtrack.wav"]
+    wait_until(lambda: stored(s3_server, stack, *ids) == only, 30, message=f"intermediate files of {job_id} to go")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
-from soundstage.db import ClaimOutcome, JobRepository, NewFile, create_db_engine, create_session_factory
+from soundstage.db import ClaimOutcome, JobRepository, NewChild, NewFile, create_db_engine, create_session_factory
 from soundstage.errors import AppError, ErrorCode
 
 
@@ -108,3 +110,84 @@ def test_a_duplicate_delivery_of_a_live_job_is_busy_not_a_second_run(repo: JobRe
     assert job and job.attempts == 1 and job.worker == "w1"
     # Once the heartbeat is older than the threshold, the job is taken over.
     assert repo.claim(job_id, worker="w2", max_attempts=3, stale_after_s=0).outcome is ClaimOutcome.RUN
+
+
+# ------------------------------------------------------------------ pipelines
+
+
+def _family(repo: JobRepository) -> tuple[str, str]:
+    parent = repo.create(kind="soundtrack", queue="pipeline", model=None, params={}).id
+    with repo.family(parent) as family:
+        family.start("pipeline-worker:1")
+        step = family.add_child(
+            NewChild(
+                step="scene:0",
+                kind="generate",
+                queue="musicgen",
+                model="random:tiny",
+                params={},
+                stage="generating",
+                pipeline={"span": [10.0, 50.0], "detail": {"stage": "generating", "current_scene": 1}},
+            )
+        )
+    return parent, step.id
+
+
+def test_a_steps_progress_moves_its_parent_within_its_share_and_never_back(repo: JobRepository) -> None:
+    parent, step = _family(repo)
+    repo.claim(step, worker="w", max_attempts=3, stale_after_s=300)
+    assert repo.update_progress(step, 50.0, "half") is False
+    shown = repo.get(parent)
+    assert shown is not None and shown.progress == pytest.approx(30.0)
+    assert shown.progress_detail == {"stage": "generating", "current_scene": 1}
+    repo.update_progress(step, 25.0, "back")  # a step's own progress may restart (a retry): the parent's not
+    shown = repo.get(parent)
+    assert shown is not None and shown.progress == pytest.approx(30.0)
+
+
+def test_a_duplicate_step_is_found_not_created_again(repo: JobRepository) -> None:
+    parent, step = _family(repo)
+    with repo.family(parent) as family:
+        again = family.add_child(
+            NewChild(step="scene:0", kind="generate", queue="musicgen", model=None, params={}, stage="x")
+        )
+        assert again.id == step and family.created == []
+    assert [child.id for child in repo.children(parent)] == [step]
+
+
+def test_cancelling_a_parent_cancels_its_steps(repo: JobRepository) -> None:
+    parent, step = _family(repo)
+    repo.claim(step, worker="w", max_attempts=3, stale_after_s=300)
+    with repo.family(parent) as family:
+        queued = family.add_child(
+            NewChild(step="scene:1", kind="generate", queue="musicgen", model=None, params={}, stage="x")
+        )
+    job, cancelled_queued = repo.request_cancel(parent)
+    assert job.cancel_requested and not cancelled_queued  # the parent runs: it ends once its steps stopped
+    running, waiting = repo.get(step), repo.get(queued.id)
+    assert running is not None and running.status == "processing" and running.cancel_requested
+    assert waiting is not None and waiting.status == "cancelled"
+    assert repo.update_progress(step, 60.0, None) is True
+
+
+def test_a_steps_progress_waits_for_its_parents_advance_and_never_deadlocks(repo: JobRepository) -> None:
+    """The advance locks the parent, then changes its steps; a step's progress write locks the parent
+    first too, so it waits for the advance instead of deadlocking with it (PostgreSQL would abort one)."""
+    parent, step = _family(repo)
+    repo.claim(step, worker="w", max_attempts=3, stale_after_s=300)
+    results: list[bool] = []
+    errors: list[BaseException] = []
+    with repo.family(parent) as family:
+        writer = threading.Thread(target=_record_progress, args=(repo, step, results, errors))
+        writer.start()
+        writer.join(0.5)  # the write is blocked on the parent row (or, on SQLite, on the database lock)
+        family.cancel_children()
+    writer.join(30)
+    assert not writer.is_alive() and errors == [] and results == [True]
+
+
+def _record_progress(repo: JobRepository, step: str, results: list[bool], errors: list[BaseException]) -> None:
+    try:
+        results.append(repo.update_progress(step, 40.0, "decoding"))
+    except BaseException as error:
+        errors.append(error)

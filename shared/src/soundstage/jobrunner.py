@@ -60,7 +60,12 @@ class JobOutput:
 
 
 class ProgressReporter:
-    """Throttled progress writes; raises JobCancelledError once cancellation was requested."""
+    """Throttled progress writes; raises JobCancelledError once cancellation was requested.
+
+    A write the database refuses for a moment (a dropped connection, a lock timeout) is skipped, not
+    raised: the job goes on and the next write tries again. Raising would end this run while the row
+    still shows it running with a fresh heartbeat, so its redelivery would wait for that heartbeat to go
+    stale before taking over."""
 
     def __init__(self, repo: JobRepository, job_id: str) -> None:
         self._repo = repo
@@ -68,11 +73,18 @@ class ProgressReporter:
         self._last_write = 0.0
 
     def __call__(self, percent: float, detail: str | None = None, *, force: bool = False) -> None:
+        import sqlalchemy.exc
+
         now = time.monotonic()
         if not force and now - self._last_write < PROGRESS_INTERVAL_S:
             return
         self._last_write = now
-        if self._repo.update_progress(self._job_id, percent, detail):
+        try:
+            cancelled = self._repo.update_progress(self._job_id, percent, detail)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
+            logger.warning("job %s: progress not written (%s); going on", self._job_id, type(error).__name__)
+            return
+        if cancelled:
             raise JobCancelledError(self._job_id)
 
 

@@ -31,7 +31,8 @@ download `result_urls` from `GET /files/{name}`.
 
 Errors always look like `{"error": {"code", "message", "details"}, "detail": message}`;
 `code` is stable and machine-readable. When the server sets `API_KEY` or `API_KEYS`,
-send `X-API-Key` on every route except `/health`, `/ready` and `/metrics`.
+send `X-API-Key` on every route except `/health`, `/ready` and `/metrics` (with
+`PUBLIC_READS`, only on POST and DELETE). Multi-scene soundtracks: `POST /generate/soundtrack`.
 """
 
 

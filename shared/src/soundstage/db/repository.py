@@ -202,19 +202,19 @@ class JobRepository:
         percent = max(0.0, min(progress, 100.0))
         now = utcnow()
         with self._sessions.begin() as session:
+            row = session.execute(select(Job.parent_id, Job.pipeline).where(Job.id == job_id)).one_or_none()
+            if row is None:
+                return False
+            # The parent's row first, then the step's: the order in which the parent's advance and a
+            # cancellation lock them (parent, then steps), so the two can never deadlock.
+            if row.parent_id is not None and row.pipeline:
+                move_parent_progress(session, row.parent_id, row.pipeline, percent, now)
             session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == JobStatus.PROCESSING.value)
                 .values(progress=percent, progress_detail=detail(message), heartbeat_at=now)
             )
-            row = session.execute(
-                select(Job.cancel_requested, Job.parent_id, Job.pipeline).where(Job.id == job_id)
-            ).one_or_none()
-            if row is None:
-                return False
-            if row.parent_id is not None and row.pipeline:
-                move_parent_progress(session, row.parent_id, row.pipeline, percent, now)
-            return bool(row.cancel_requested)
+            return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
     def complete(self, job_id: str, files: list[NewFile], result: dict[str, Any]) -> bool:
         """Record the outputs and complete the job; False if it is no longer running (cancelled).

@@ -102,8 +102,8 @@ class GenerateRequest(BaseModel):
             default=None,
             description="With a melody model: an audio file whose melody (chroma) the music follows; fetched "
             "safely by the server. An http(s) URL to WAV, FLAC, OGG, MP3 or M4A/AAC, at most MAX_UPLOAD_MB and "
-            "MAX_DURATION seconds; private and loopback addresses are refused. Needs a served model whose name "
-            "contains `melody` (422 `model_not_melody` otherwise).",
+            "MAX_DURATION seconds; private and loopback addresses are refused, and a URL of this server's own "
+            "`/files/<name>` is read from its storage. Needs a melody model (422 `model_not_melody` otherwise).",
         )
     )
 

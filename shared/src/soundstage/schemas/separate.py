@@ -96,7 +96,7 @@ class SeparateUrlRequest(SeparateOptions):
     audio_url: AudioUrl = Field(
         description="An http(s) URL of the audio to separate (WAV, FLAC, OGG, MP3 or M4A/AAC), fetched safely "
         "by the server: public addresses only, at most MAX_UPLOAD_MB and MAX_SEPARATE_SECONDS, within "
-        "FETCH_TIMEOUT_SECONDS."
+        "FETCH_TIMEOUT_SECONDS. A URL (or path) of this server's own `/files/<name>` is read from its storage."
     )
 
 
