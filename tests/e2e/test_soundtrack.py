@@ -40,7 +40,7 @@ FINAL = {"completed", "failed", "cancelled"}
 
 @pytest.fixture(scope="module")
 def stack(make_module_stack: StackFactory, s3_server: S3Server) -> Iterator[Stack]:
-    stack = make_module_stack(API_KEYS=KEY, MAX_REGEN_ATTEMPTS="2")
+    stack = make_module_stack(API_KEYS=KEY, MAX_REGEN_ATTEMPTS="2", MUSICGEN_MODELS="random:tiny,random:tiny-melody")
     stack.start_api()
     stack.start_worker()
     stack.start_worker(module=DEMUCS)
@@ -186,6 +186,34 @@ def test_fractional_scenes_other_format_rate_and_stems(stack: Stack) -> None:
         assert not [step for step in job["children"] if step["step"].startswith("separate:")]
         assert job["result"]["transitions"][0]["scores"] is None  # no quality loop, no scores
         assert [step["step"] for step in job["children"]][-1] == "stems"
+
+
+def test_a_melody_soundtrack_follows_one_melody_laid_on_its_timeline(stack: Stack) -> None:
+    """The melody is one of this server's own files (read from storage, never fetched over HTTP), and each
+    scene is conditioned on the stretch of it under the scene's place on the timeline."""
+    with client_of(stack) as client:
+        tune = finished(
+            stack, client, client.post("/generate", json={"prompt": "a tune", "duration": 4}).json()["job_id"]
+        )
+        body = {
+            "base_prompt": "the same tune as a brass band",
+            "scenes": [{"mood": "calm", "duration": 6}, {"mood": "bright", "duration": 6}],
+            "model": "random:tiny-melody",
+            "melody_audio_url": tune["result_urls"][0],
+            "use_stem_aware_crossfade": False,
+            "use_quality_loop": False,
+        }
+        response = client.post("/generate/soundtrack", json=body)
+        assert response.status_code == 200, response.text
+        job = finished(stack, client, response.json()["job_id"])
+        assert job["params"]["melody_audio"] == f"{job['job_id']}_melody.wav"
+        scenes = {step["step"]: client.get(f"/jobs/{step['job_id']}").json() for step in job["children"]}
+        samples, _ = download(client, job["result_urls"][0])
+    assert samples.shape == (1, 12 * RATE)
+    assert scenes["scene:0"]["params"]["melody_start"] == 0.0
+    handoff = scenes["scene:1"]["params"]["melody_start"]
+    assert handoff == pytest.approx(6.0 - 1.0 - 0.5, abs=0.01) == scenes["tail:0"]["params"]["melody_start"]
+    assert scenes["scene:1"]["model"] == "random:tiny-melody"
 
 
 # ------------------------------------------------- what the pipeline does to known audio

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from soundstage.pools import Queue
 from soundstage.settings import Settings
-from soundstage_api.uploads import own_file_name
+from soundstage_api.own_files import own_file_name
 from tests.integration.test_api import make_client, queued_payloads
 from tests.integration.test_api import redis as redis  # noqa: PLC0414 - the fixture, re-exported for pytest
 from tests.integration.test_api_continue import _error

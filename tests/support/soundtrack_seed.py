@@ -24,8 +24,8 @@ from soundstage.queue import create_celery_app, enqueue_job
 from soundstage.schemas import SoundtrackJobParams
 from soundstage.settings import Settings
 from soundstage.storage import open_store
-from soundstage_pipeline.soundtrack.machine import plan_of
 from soundstage_pipeline.soundtrack.plan import SoundtrackPlan
+from soundstage_pipeline.soundtrack.rows import plan_of
 
 RATE = 32000
 

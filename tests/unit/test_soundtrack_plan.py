@@ -8,8 +8,8 @@ import itertools
 import pytest
 
 from soundstage.schemas import SoundtrackJobParams
-from soundstage_pipeline.soundtrack.machine import plan_of
 from soundstage_pipeline.soundtrack.plan import SNAP_SECONDS, Scene, SoundtrackPlan, derive_seed, scene_prompt
+from soundstage_pipeline.soundtrack.rows import plan_of
 
 
 def plan(durations: list[float], crossfade: float) -> SoundtrackPlan:

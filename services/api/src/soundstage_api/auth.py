@@ -4,7 +4,7 @@ With `PUBLIC_READS` (musicgen-api's behaviour) the key is required only on reque
 something: GET and HEAD pass without it, POST and DELETE still need it.
 
 The check also records, for the rest of the request, which of this server's own files its URL inputs
-may name and whether the caller may read them (:class:`soundstage_api.uploads.OwnFiles`): a URL input
+may name and whether the caller may read them (:class:`soundstage_api.own_files.OwnFiles`): a URL input
 naming `/files/<name>` is read from storage only when the same request could `GET /files/<name>`.
 """
 
@@ -18,8 +18,8 @@ from fastapi.security import APIKeyHeader
 
 from soundstage.errors import AppError, ErrorCode
 from soundstage.settings import Settings
+from soundstage_api.own_files import OwnFiles, remember_own_files
 from soundstage_api.state import State
-from soundstage_api.uploads import OwnFiles, remember_own_files
 
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Required when the server sets API_KEY(S).")
 

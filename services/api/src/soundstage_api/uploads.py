@@ -9,11 +9,8 @@ writes made in a worker thread, and the text parts are held in memory with their
 caps. `parse_form_parameters` turns the text parts into a request model.
 
 `fetched_url` fetches a URL a client named into a temporary file with
-:mod:`soundstage.fetch` (address checks, size cap, deadline). A URL that names one of this
-server's own files (`/files/<name>`, `/srocks/files/<name>`, relative or under the request's own
-base URL or a PUBLIC_BASE_URLS entry) is read straight from storage instead, under the same size
-cap, and only when the caller may read that file: the server never fetches itself over HTTP
-(the loopback check would refuse it, and with a key set it would get a 401).
+:mod:`soundstage.fetch` (address checks, size cap, deadline); a URL that names one of this
+server's own files is read straight from storage instead (:mod:`soundstage_api.own_files`).
 """
 
 from __future__ import annotations
@@ -23,11 +20,9 @@ import json
 import os
 import tempfile
 from collections.abc import AsyncIterator
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
-from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -40,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from soundstage.errors import AppError, ErrorCode
 from soundstage.fetch import FetchedFile, fetch_to_file_async
 from soundstage.settings import Settings
-from soundstage.storage import ObjectNotFoundError, ObjectStore, validate_object_name
+from soundstage_api.own_files import copy_own_file, current_own_files, own_file_name
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -305,17 +300,17 @@ async def fetched_url(url: str, settings: Settings) -> AsyncIterator[FetchedFile
     ALLOW_PRIVATE_URLS. Raises the `url_*` errors of :func:`soundstage.fetch.fetch_to_file_async`.
     The fetch runs on the event loop (httpx's async client), so no thread waits on the network.
 
-    A URL naming one of this server's own files (see :class:`OwnFiles`) is copied from storage
+    A URL naming one of this server's own files (see :mod:`soundstage_api.own_files`) is copied from storage
     instead: 422 `url_fetch_failed` with `details.status` 404 for an unknown or invalid name (as a
     remote 404), 413 `url_too_large` past MAX_UPLOAD_MB."""
     descriptor, name = await run_in_threadpool(tempfile.mkstemp, prefix="soundstage-fetch-")
     os.close(descriptor)
     path = Path(name)
-    own = _own_files.get()
+    own = current_own_files()
     own_name = own_file_name(url, own.base_urls) if own is not None else None
     try:
         if own is not None and own_name is not None:
-            yield await run_in_threadpool(_copy_own_file, own, own_name, url, path, settings.max_upload_bytes)
+            yield await run_in_threadpool(copy_own_file, own, own_name, url, path, settings.max_upload_bytes)
         else:
             yield await fetch_to_file_async(
                 url,
@@ -326,112 +321,3 @@ async def fetched_url(url: str, settings: Settings) -> AsyncIterator[FetchedFile
             )
     finally:
         await run_in_threadpool(path.unlink, True)
-
-
-# ------------------------------------------------------------- this server's own files
-
-OWN_FILE_PATHS = ("/files/", "/srocks/files/")
-"""The download routes (`GET /files/{name}` and its S.Rocks twin) whose URLs name a stored object."""
-OWN_HOST = "this server"
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-@dataclass(frozen=True)
-class OwnFiles:
-    """This server's files as one request may name them in a URL input, recorded by the API-key check.
-
-    `base_urls` are the request's own base URL as the client addressed it (scheme, `Host`, root path)
-    followed by PUBLIC_BASE_URLS; `readable` is whether the caller may `GET /files/{name}`."""
-
-    store: ObjectStore
-    base_urls: tuple[str, ...]
-    readable: bool
-
-
-_own_files: ContextVar[OwnFiles | None] = ContextVar("soundstage_own_files", default=None)
-
-
-def remember_own_files(own: OwnFiles) -> None:
-    """Record what the current request may read of this server's files (for :func:`fetched_url`)."""
-    _own_files.set(own)
-
-
-def own_file_name(url: str, base_urls: tuple[str, ...]) -> str | None:
-    """The object name (possibly invalid, or empty) when `url` is a download URL of this server: a
-    relative `/files/<name>` or `/srocks/files/<name>`, or the same under one of `base_urls`
-    (same scheme, host and port, path below the base's path). None for any other URL."""
-    parts = urlsplit(url.strip())
-    if not parts.scheme and not parts.netloc:
-        return _file_in(parts.path)
-    origin = _origin(url.strip())
-    if origin is None:
-        return None
-    for base in base_urls:
-        base_origin = _origin(base)
-        if base_origin is None or base_origin[:3] != origin[:3]:
-            continue
-        base_path = base_origin[3].rstrip("/")
-        if origin[3].startswith(f"{base_path}/"):
-            name = _file_in(origin[3][len(base_path) :])
-            if name is not None:
-                return name
-    return None
-
-
-def _origin(url: str) -> tuple[str, str, int, str] | None:
-    """(scheme, host, port, path) of an absolute http(s) URL without credentials, else None."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username is not None or parts.password is not None:
-        return None
-    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme], parts.path
-
-
-def _file_in(path: str) -> str | None:
-    for prefix in OWN_FILE_PATHS:
-        if path.startswith(prefix):
-            return path[len(prefix) :]
-    return None
-
-
-def _copy_own_file(own: OwnFiles, name: str, url: str, dest: Path, max_bytes: int) -> FetchedFile:
-    """Copy a stored object into `dest` (blocking: run in a worker thread)."""
-    if not own.readable:
-        raise _own_file_failed(name, "the caller may not read this server's files", 403)
-    try:
-        info = own.store.stat(validate_object_name(name))
-    except ObjectNotFoundError as error:
-        raise _own_file_failed(name, "no such file", 404) from error
-    if info.size > max_bytes:
-        raise _own_file_too_large(max_bytes)
-    written = 0
-    with dest.open("wb") as sink:
-        for chunk in own.store.iter_range(info.name, 0, None) if info.size else ():
-            written += len(chunk)
-            if written > max_bytes:
-                raise _own_file_too_large(max_bytes)
-            sink.write(chunk)
-    return FetchedFile(path=dest, size=written, content_type=info.content_type, final_url=url)
-
-
-def _own_file_failed(name: str, reason: str, status: int) -> AppError:
-    shown = name if len(name) <= 80 else name[:80] + "..."
-    return AppError(
-        ErrorCode.URL_FETCH_FAILED,
-        f"Could not fetch the URL from {OWN_HOST}: {reason} ({shown!r}, HTTP {status}).",
-        status_code=422,
-        details={"host": OWN_HOST, "reason": reason, "status": status, "name": shown},
-    )
-
-
-def _own_file_too_large(max_bytes: int) -> AppError:
-    return AppError(
-        ErrorCode.URL_TOO_LARGE,
-        f"The file at {OWN_HOST} is larger than {max_bytes / (1024 * 1024):g} MiB (MAX_UPLOAD_MB).",
-        status_code=413,
-        details={"host": OWN_HOST, "max_bytes": max_bytes},
-    )
