@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from soundstage.schemas.common import JobStatus
-from soundstage.schemas.generate import Prompt
+from soundstage.schemas.generate import GuidanceScale, Prompt, Temperature
 
 COMPAT_MAX_DURATION = 30.0
 """Both compatibility APIs take at most 30 seconds."""
@@ -47,8 +47,8 @@ class SRocksGenerateRequest(BaseModel):
     duration: float = Field(
         default=10.0, ge=1.0, le=COMPAT_MAX_DURATION, description="Length in seconds, 1-30. Default 10."
     )
-    guidance_scale: float = Field(default=3.0, ge=0.0, le=10.0, description="Text adherence, 0-10. Default 3.0.")
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0, description="Randomness, 0-2. Default 1.0.")
+    guidance_scale: GuidanceScale = 3.0
+    temperature: Temperature = 1.0
 
 
 class SRocksGenerated(BaseModel):

@@ -16,6 +16,47 @@ MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
 
 
+# Fields that `POST /generate` and `POST /generate/soundtrack` share, defined once (each model gives the default).
+Temperature = Annotated[
+    float, Field(ge=0.0, le=2.0, description="Sampling temperature, 0-2. Default 1.0; 0 means greedy decoding.")
+]
+TopK = Annotated[int, Field(ge=0, le=2048, description="Top-k sampling, 0-2048. Default 250; 0 disables.")]
+TopP = Annotated[float, Field(ge=0.0, le=1.0, description="Nucleus sampling, 0-1. Default 0 (disabled).")]
+GuidanceScale = Annotated[
+    float, Field(ge=0.0, le=10.0, description="Classifier-free guidance (text adherence), 0-10. Default 3.0.")
+]
+Seed = Annotated[
+    int,
+    Field(
+        ge=-1,
+        le=SEED_MAX,
+        description=f"Random seed, -1 to {SEED_MAX}. Default -1 picks one at random; the seed used is returned on "
+        "the job. The same seed, request and model give the same audio.",
+    ),
+]
+OutputFormat = Annotated[
+    AudioFormat, Field(description="Output format: `wav` (16-bit PCM, default), `flac`, `mp3` or `ogg` (Vorbis).")
+]
+OutputRate = Annotated[
+    int | None,
+    Field(
+        ge=MIN_SAMPLE_RATE,
+        le=MAX_SAMPLE_RATE,
+        description=f"Sample rate of the output files in Hz, {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE}. Default null: the "
+        "model's native rate (32000 for MusicGen). Other rates are resampled with soxr (high quality).",
+    ),
+]
+MelodyUrl = Annotated[
+    Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)] | None,
+    Field(
+        description="With a melody model: an audio file whose melody (chroma) the music follows; fetched safely "
+        "by the server. An http(s) URL to WAV, FLAC, OGG, MP3 or M4A/AAC, at most MAX_UPLOAD_MB and MAX_DURATION "
+        "seconds; private and loopback addresses are refused, and a URL of this server's own `/files/<name>` is "
+        "read from its storage. Needs a melody model (422 `model_not_melody` otherwise)."
+    ),
+]
+
+
 class GenerateRequest(BaseModel):
     """A text-to-music request. Unknown fields are refused so that typos do not pass silently."""
 
@@ -51,25 +92,12 @@ class GenerateRequest(BaseModel):
         "MUSICGEN_MODEL). Default: the first of them. `facebook/musicgen-small` may be written "
         "`musicgen-small`; an unserved model is a 422 `unknown_model` listing the choices.",
     )
-    temperature: float = Field(
-        default=1.0, ge=0.0, le=2.0, description="Sampling temperature, 0-2. Default 1.0; 0 means greedy decoding."
-    )
-    top_k: int = Field(default=250, ge=0, le=2048, description="Top-k sampling, 0-2048. Default 250; 0 disables.")
-    top_p: float = Field(default=0.0, ge=0.0, le=1.0, description="Nucleus sampling, 0-1. Default 0 (disabled).")
-    guidance_scale: float = Field(
-        default=3.0, ge=0.0, le=10.0, description="Classifier-free guidance (text adherence), 0-10. Default 3.0."
-    )
-    seed: int = Field(
-        default=-1,
-        ge=-1,
-        le=SEED_MAX,
-        description=f"Random seed, -1 to {SEED_MAX}. Default -1 picks one at random; the seed used is "
-        "returned on the job. Same seed, prompt, parameters and model give the same audio.",
-    )
-    format: AudioFormat = Field(
-        default=AudioFormat.WAV,
-        description="Output format: `wav` (16-bit PCM, default), `flac`, `mp3` or `ogg` (Vorbis).",
-    )
+    temperature: Temperature = 1.0
+    top_k: TopK = 250
+    top_p: TopP = 0.0
+    guidance_scale: GuidanceScale = 3.0
+    seed: Seed = -1
+    format: OutputFormat = AudioFormat.WAV
     num_outputs: int = Field(
         default=1,
         ge=1,
@@ -77,13 +105,7 @@ class GenerateRequest(BaseModel):
         description=f"Takes of the same request, 1-{MAX_OUTPUTS}. Default 1. Each take is its own file "
         "(`result_urls` in take order); takes differ from one another and the same seed gives the same takes.",
     )
-    sample_rate: int | None = Field(
-        default=None,
-        ge=MIN_SAMPLE_RATE,
-        le=MAX_SAMPLE_RATE,
-        description=f"Sample rate of the output files in Hz, {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE}. Default null: "
-        "the model's native rate (32000 for MusicGen). Other rates are resampled with soxr (high quality).",
-    )
+    sample_rate: OutputRate = None
     normalize: bool = Field(
         default=False,
         description="Normalise each output's integrated loudness (ITU-R BS.1770) to `loudness_target`. "
@@ -97,15 +119,7 @@ class GenerateRequest(BaseModel):
         description="Target integrated loudness in LUFS when `normalize` is true, -40 to -5. Default -14 "
         "(what streaming services play at).",
     )
-    melody_audio_url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)] | None = (
-        Field(
-            default=None,
-            description="With a melody model: an audio file whose melody (chroma) the music follows; fetched "
-            "safely by the server. An http(s) URL to WAV, FLAC, OGG, MP3 or M4A/AAC, at most MAX_UPLOAD_MB and "
-            "MAX_DURATION seconds; private and loopback addresses are refused, and a URL of this server's own "
-            "`/files/<name>` is read from its storage. Needs a melody model (422 `model_not_melody` otherwise).",
-        )
-    )
+    melody_audio_url: MelodyUrl = None
 
     @model_validator(mode="before")
     @classmethod

@@ -8,7 +8,18 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from soundstage.schemas.common import AudioFormat
-from soundstage.schemas.generate import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SEED_MAX, Prompt
+from soundstage.schemas.generate import (
+    SEED_MAX,
+    GuidanceScale,
+    MelodyUrl,
+    OutputFormat,
+    OutputRate,
+    Prompt,
+    Seed,
+    Temperature,
+    TopK,
+    TopP,
+)
 
 MIN_SCENE_SECONDS = 5.0
 """No scene is shorter: MusicGen needs a few seconds to settle, and a scene holds its crossfades."""
@@ -84,30 +95,13 @@ class SoundtrackRequest(BaseModel):
         description="Score every transition and regenerate the opening of the later scene when it fails. "
         "Default null: the server's USE_QUALITY_LOOP (default true).",
     )
-    melody_audio_url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)] | None = (
-        Field(
-            default=None,
-            description="With a melody model: audio whose melody (chroma) the whole soundtrack follows, laid on its "
-            "timeline from the start (looped if shorter). Fetched safely by the server, like `/generate`'s.",
-        )
-    )
+    melody_audio_url: MelodyUrl = None
     model: str | None = Field(
         default=None, description="A MusicGen model the server serves (as for `/generate`). Default: the first."
     )
-    seed: int = Field(
-        default=-1,
-        ge=-1,
-        le=SEED_MAX,
-        description="Seed of the whole soundtrack (each scene's is derived from it). -1 (default) picks one; the "
-        "seed used is on the job. The same seed and request give the same soundtrack.",
-    )
-    format: AudioFormat = Field(default=AudioFormat.WAV, description="`wav` (16-bit, default), `flac`, `mp3`, `ogg`.")
-    sample_rate: int | None = Field(
-        default=None,
-        ge=MIN_SAMPLE_RATE,
-        le=MAX_SAMPLE_RATE,
-        description="Sample rate of the file, Hz. Default null: the model's own (32000).",
-    )
+    seed: Seed = -1
+    format: OutputFormat = AudioFormat.WAV
+    sample_rate: OutputRate = None
     loudness_target: float = Field(
         default=-14.0,
         ge=-40.0,
@@ -121,10 +115,10 @@ class SoundtrackRequest(BaseModel):
         "vocals), 2 (vocals, accompaniment) or 6 (plus guitar, piano; needs a six-source Demucs model). They are "
         "in `result.stems` and `result_urls`, named `{job_id}_{stem}.{format}`. Default null: none.",
     )
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0, description="Sampling temperature, 0-2 (0 = greedy).")
-    top_k: int = Field(default=250, ge=0, le=2048, description="Top-k sampling, 0-2048 (0 = off).")
-    top_p: float = Field(default=0.0, ge=0.0, le=1.0, description="Nucleus sampling, 0-1 (0 = off).")
-    guidance_scale: float = Field(default=3.0, ge=0.0, le=10.0, description="Classifier-free guidance, 0-10.")
+    temperature: Temperature = 1.0
+    top_k: TopK = 250
+    top_p: TopP = 0.0
+    guidance_scale: GuidanceScale = 3.0
 
     @property
     def total_seconds(self) -> float:

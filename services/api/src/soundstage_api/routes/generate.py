@@ -127,25 +127,42 @@ async def generate(body: GenerateRequest, state: State, prefer: PreferHeader = N
 
 
 async def _generate(body: GenerateRequest, state: AppState) -> JobCreated:
-    settings = state.settings
-    model = validate_generation(body, settings)
-    if body.melody_audio_url is None:
-        params = job_params(body)
-        return await run_in_threadpool(
-            submit, state, kind=JobKind.GENERATE, task=TaskName.MUSICGEN_GENERATE, model=model, params=params
-        )
+    model = validate_generation(body, state.settings)
+    return await submit_with_melody(
+        state,
+        kind=JobKind.GENERATE,
+        task=TaskName.MUSICGEN_GENERATE,
+        model=model,
+        melody_audio_url=body.melody_audio_url,
+        params=lambda melody: job_params(body, melody_audio=melody),
+    )
+
+
+async def submit_with_melody(
+    state: AppState,
+    *,
+    kind: JobKind,
+    task: TaskName,
+    model: str,
+    melody_audio_url: str | None,
+    params: Callable[[str | None], dict[str, object]],
+) -> JobCreated:
+    """`submit` a job; with `melody_audio_url`, first check that `model` is a melody model, fetch the melody
+    and store it with the job as `{job_id}_melody.<ext>` (`params(name)` gets its name, else None)."""
+    if melody_audio_url is None:
+        return await run_in_threadpool(submit, state, kind=kind, task=task, model=model, params=params(None))
     require_melody_model(model, state)
-    async with fetched_url(body.melody_audio_url, settings) as fetched:
+    async with fetched_url(melody_audio_url, state.settings) as fetched:
         return await submit_with_audio(
             state,
-            kind=JobKind.GENERATE,
-            task=TaskName.MUSICGEN_GENERATE,
+            kind=kind,
+            task=task,
             model=model,
             path=fetched.path,
             size=fetched.size,
             role="melody",
-            max_seconds=settings.max_duration,
-            params=lambda name, _: job_params(body, melody_audio=name),
+            max_seconds=state.settings.max_duration,
+            params=lambda name, _: params(name),
         )
 
 

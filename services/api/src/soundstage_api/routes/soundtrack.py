@@ -15,7 +15,6 @@ import secrets
 from typing import Any
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 
 from soundstage.errors import AppError, ErrorCode
 from soundstage.pool_settings import SoundtrackSettings
@@ -24,10 +23,9 @@ from soundstage.schemas import ErrorBody, JobCreated, JobKind, SoundtrackJobPara
 from soundstage.schemas.generate import SEED_MAX
 from soundstage.schemas.separate import STEMS_BY_MODE, SeparateOptions
 from soundstage_api.auth import ApiKey
-from soundstage_api.routes.generate import ERRORS, require_melody_model, resolve_model, submit, submit_with_audio
+from soundstage_api.routes.generate import ERRORS, resolve_model, submit_with_melody
 from soundstage_api.routes.separate import validate_separation
 from soundstage_api.state import AppState, State
-from soundstage_api.uploads import fetched_url
 
 router = APIRouter(tags=["generate"], dependencies=[ApiKey])
 
@@ -59,24 +57,14 @@ async def generate_soundtrack(body: SoundtrackRequest, state: State) -> JobCreat
     _check_limits(body, settings.soundtrack)
     model = resolve_model(body.model, settings.musicgen.served_models)
     demucs_model = _demucs_model(body, state)
-    if body.melody_audio_url is None:
-        params = _job_params(body, state, model=model, demucs_model=demucs_model)
-        return await run_in_threadpool(
-            submit, state, kind=JobKind.SOUNDTRACK, task=TaskName.PIPELINE_ADVANCE, model=model, params=params
-        )
-    require_melody_model(model, state)
-    async with fetched_url(body.melody_audio_url, settings) as fetched:
-        return await submit_with_audio(
-            state,
-            kind=JobKind.SOUNDTRACK,
-            task=TaskName.PIPELINE_ADVANCE,
-            model=model,
-            path=fetched.path,
-            size=fetched.size,
-            role="melody",
-            max_seconds=settings.max_duration,
-            params=lambda name, _: _job_params(body, state, model=model, demucs_model=demucs_model, melody=name),
-        )
+    return await submit_with_melody(
+        state,
+        kind=JobKind.SOUNDTRACK,
+        task=TaskName.PIPELINE_ADVANCE,
+        model=model,
+        melody_audio_url=body.melody_audio_url,
+        params=lambda melody: _job_params(body, state, model=model, demucs_model=demucs_model, melody=melody),
+    )
 
 
 def _check_limits(body: SoundtrackRequest, limits: SoundtrackSettings) -> None:
