@@ -111,6 +111,22 @@ def test_outputs_of_a_job_cancelled_at_the_finish_are_deleted(
     assert list((tmp_path / "files").iterdir()) == []
 
 
+def test_a_cancel_asked_for_while_the_job_finishes_ends_it_cancelled_without_files(
+    parts: tuple[JobRepository, LocalObjectStore, JobRunner], tmp_path: Path
+) -> None:
+    """The cancel comes after the last progress write: the job still ends cancelled, and keeps nothing."""
+    repo, store, _ = parts
+
+    def execute(job: Job, report: ProgressReporter) -> JobOutput:
+        stored = store.put_bytes(f"{job.id}_generated.wav", b"data")
+        repo.request_cancel(job.id)
+        return JobOutput(files=[NewFile(stored.name, "audio/wav", stored.size)])
+
+    job = run(parts, execute)
+    assert job.status == "cancelled" and job.files == []
+    assert list((tmp_path / "files").iterdir()) == []
+
+
 def test_a_job_whose_process_on_this_host_died_is_taken_over_at_once(
     parts: tuple[JobRepository, LocalObjectStore, JobRunner],
 ) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+from sqlalchemy import text
 
 from soundstage.db import ClaimOutcome, JobRepository, NewChild, NewFile, create_db_engine, create_session_factory
 from soundstage.errors import AppError, ErrorCode
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -170,7 +172,9 @@ def test_cancelling_a_parent_cancels_its_steps(repo: JobRepository) -> None:
     assert repo.update_progress(step, 60.0, None) is True
 
 
-def test_a_steps_progress_waits_for_its_parents_advance_and_never_deadlocks(repo: JobRepository) -> None:
+def test_a_steps_progress_waits_for_its_parents_advance_and_never_deadlocks(
+    repo: JobRepository, database_url: str
+) -> None:
     """The advance locks the parent, then changes its steps; a step's progress write locks the parent
     first too, so it waits for the advance instead of deadlocking with it (PostgreSQL would abort one)."""
     parent, step = _family(repo)
@@ -180,10 +184,24 @@ def test_a_steps_progress_waits_for_its_parents_advance_and_never_deadlocks(repo
     with repo.family(parent) as family:
         writer = threading.Thread(target=_record_progress, args=(repo, step, results, errors))
         writer.start()
-        writer.join(0.5)  # the write is blocked on the parent row (or, on SQLite, on the database lock)
+        if database_url.startswith("postgresql"):  # SQLite has one lock for the whole database: nothing to see
+            wait_until(lambda: _waiting_on_a_lock(database_url), 10, message="the progress write to wait on a lock")
         family.cancel_children()
     writer.join(30)
     assert not writer.is_alive() and errors == [] and results == [True]
+
+
+def _waiting_on_a_lock(database_url: str) -> bool:
+    """Whether some session of the database waits for a row lock (the blocked progress write)."""
+    engine = create_db_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            query = text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return bool(connection.execute(query).scalar())
+    finally:
+        engine.dispose()
 
 
 def _record_progress(repo: JobRepository, step: str, results: list[bool], errors: list[BaseException]) -> None:

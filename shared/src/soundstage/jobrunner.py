@@ -20,12 +20,11 @@ from soundstage import events, telemetry
 from soundstage.db.models import Job, utcnow
 from soundstage.db.repository import ClaimOutcome, JobRepository, NewFile
 from soundstage.errors import AppError, ErrorCode, JobCancelledError
-from soundstage.schemas.common import TERMINAL_STATUSES
+from soundstage.schemas.common import TERMINAL_VALUES, JobStatus
 from soundstage.storage import ObjectStore, StorageUnavailableError
 
 logger = logging.getLogger(__name__)
 
-_TERMINAL = {status.value for status in TERMINAL_STATUSES}
 
 # Progress is written at most this often: enough for a polling client, cheap for the DB.
 PROGRESS_INTERVAL_S = 0.5
@@ -199,7 +198,7 @@ class JobRunner:
         """The job ended: announce it (for requests waiting on it), and if it is a step of a pipeline, tell
         the pool that advances its parent."""
         final = self._repo.get(job.id)
-        if final is not None and final.status in _TERMINAL:
+        if final is not None and final.status in TERMINAL_VALUES:
             events.announce_finished(self._redis, job.id, final.status)
         if job.parent_id is None or self._notify_parent is None:
             return
@@ -236,7 +235,10 @@ class JobRunner:
             return
         except Exception as error:  # a bug or a model error: fail this job, keep the worker
             logger.exception("job %s: generation crashed", job.id)
-            message = f"Generation failed: {type(error).__name__}: {error}"
+            # The exception's own text stays in the worker's log: it may hold paths or internals.
+            message = (
+                f"Generation failed: an unexpected error in the worker ({type(error).__name__}); its log has details."
+            )
             self._repo.fail(job.id, ErrorCode.GENERATION_FAILED, message)
             self._record(job, "failed", error_code=ErrorCode.GENERATION_FAILED.value)
             return
@@ -245,10 +247,16 @@ class JobRunner:
             logger.info("job %s: completed in %.2f s", job.id, duration)
             self._record(job, "completed", duration_s=duration, audio_s=output.audio_seconds)
         else:
-            # Cancelled (or finished elsewhere) while we produced the files: drop ours.
-            logger.info("job %s: no longer running at completion; discarding outputs", job.id)
+            now = self._repo.get(job.id)
+            if now is not None and now.status == JobStatus.COMPLETED.value:
+                # Finished by another run in the meantime: the names are the same, the files are its own now.
+                logger.info("job %s: completed elsewhere meanwhile; keeping its files", job.id)
+                return
+            # Cancelled while we produced the files: drop ours.
+            logger.info("job %s: cancelled at completion; discarding outputs", job.id)
             for new in output.files:
                 self._store.delete(new.name)
+            self._record(job, "cancelled")
 
     def _record(
         self, job: Job, outcome: str, *, duration_s: float | None = None, audio_s: float = 0.0, error_code: str = ""

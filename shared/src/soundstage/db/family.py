@@ -16,13 +16,11 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, case, delete, select, update
 from sqlalchemy.orm import Session
 
-from soundstage.db.models import Job, JobFile, utcnow
-from soundstage.schemas.common import TERMINAL_STATUSES, JobStatus
+from soundstage.db.models import Job, JobFile, new_job_id, utcnow
+from soundstage.schemas.common import TERMINAL_VALUES, JobStatus
 
 MAX_DEPTH = 8
 """Pipelines nest at most this deep (a soundtrack and its steps are two levels)."""
-
-_TERMINAL = [status.value for status in TERMINAL_STATUSES]
 
 
 def new_job(
@@ -38,8 +36,6 @@ def new_job(
     pipeline: dict[str, Any] | None = None,
 ) -> Job:
     """A queued job row, not yet added to a session."""
-    from soundstage.db.repository import new_job_id
-
     return Job(
         id=job_id or new_job_id(),
         kind=kind,
@@ -204,7 +200,7 @@ class Family:
 
     def cancel_children(self) -> None:
         """Cancel every step still queued or running (and their own steps)."""
-        level = [child.id for child in self.children.values() if child.status not in _TERMINAL]
+        level = [child.id for child in self.children.values() if child.status not in TERMINAL_VALUES]
         for _ in range(MAX_DEPTH):
             if not level:
                 return

@@ -5,6 +5,7 @@ The schema itself is created only by the Alembic migrations in `soundstage.migra
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +44,12 @@ class Base(DeclarativeBase):
 
 ID_LENGTH = 36
 """Job ids are canonical UUID strings (`str(uuid4())`), as musicgen-api and its clients use them."""
+
+
+def new_job_id() -> str:
+    """A fresh job id: a canonical UUID string (36 characters, as musicgen-api's clients expect), safe in
+    object names and URLs."""
+    return str(uuid.uuid4())
 
 
 class Job(Base):

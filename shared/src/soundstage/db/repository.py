@@ -6,7 +6,6 @@ any number of workers can race without a job ever moving backwards.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,9 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from soundstage.db.family import MAX_DEPTH, Family, cancel_jobs, move_parent_progress, new_job
 from soundstage.db.models import Job, JobFile, utcnow
 from soundstage.errors import AppError, ErrorCode
-from soundstage.schemas.common import TERMINAL_STATUSES, JobStatus
-
-_TERMINAL = [status.value for status in TERMINAL_STATUSES]
+from soundstage.schemas.common import TERMINAL_VALUES, JobStatus
 
 
 @dataclass(frozen=True)
@@ -49,12 +46,6 @@ class ClaimOutcome(Enum):
 class Claim:
     outcome: ClaimOutcome
     job: Job | None = None
-
-
-def new_job_id() -> str:
-    """A fresh job id: a canonical UUID string (36 characters, as musicgen-api's clients expect), safe in
-    object names and URLs."""
-    return str(uuid.uuid4())
 
 
 def detail(message: str | None) -> dict[str, Any] | None:
@@ -142,15 +133,25 @@ class JobRepository:
             return list(rows.all())
 
     def list_files(self, *, limit: int, skip: int) -> list[JobFile]:
+        """The outputs of the jobs clients submitted, newest first (a multi-step job's steps' intermediate
+        audio is not listed: it is theirs, and it goes when the job ends)."""
         with self._sessions() as session:
             rows = session.scalars(
-                select(JobFile).order_by(JobFile.created_at.desc(), JobFile.id.desc()).limit(limit).offset(skip)
+                select(JobFile)
+                .join(Job, JobFile.job_id == Job.id)
+                .where(Job.parent_id.is_(None))
+                .order_by(JobFile.created_at.desc(), JobFile.id.desc())
+                .limit(limit)
+                .offset(skip)
             ).all()
             return list(rows)
 
     def count_by_status(self) -> dict[str, int]:
+        """Jobs clients submitted, by status (steps of multi-step jobs are counted in their job)."""
         with self._sessions() as session:
-            rows = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+            rows = session.execute(
+                select(Job.status, func.count()).where(Job.parent_id.is_(None)).group_by(Job.status)
+            ).all()
             return dict(rows)
 
     def ping(self) -> None:
@@ -167,7 +168,7 @@ class JobRepository:
         now = utcnow()
         with self._sessions.begin() as session:
             job = session.get(Job, job_id, with_for_update=True)
-            if job is None or job.status in _TERMINAL:
+            if job is None or job.status in TERMINAL_VALUES:
                 return Claim(ClaimOutcome.SKIP, job)
             if (
                 job.status == JobStatus.PROCESSING.value
@@ -217,17 +218,18 @@ class JobRepository:
             return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
     def complete(self, job_id: str, files: list[NewFile], result: dict[str, Any]) -> bool:
-        """Record the outputs and complete the job; False if it is no longer running (cancelled).
-        A file already recorded on another job (a pipeline's step made it for its parent) moves to this one."""
+        """Record the outputs and complete the job; False if it is no longer running, or its cancellation
+        was asked for while it finished (it ends `cancelled` then, and the caller drops the outputs)."""
         now = utcnow()
         with self._sessions.begin() as session:
             job = session.get(Job, job_id, with_for_update=True)
             if job is None or job.status != JobStatus.PROCESSING.value:
                 return False
+            if job.cancel_requested:
+                _finish(job, JobStatus.CANCELLED, now, detail="cancelled")
+                return False
             # A redelivered job rewrites the same object names; replace, never duplicate.
             session.execute(delete(JobFile).where(JobFile.job_id == job_id))
-            if files:
-                session.execute(delete(JobFile).where(JobFile.name.in_([new.name for new in files])))
             session.flush()
             for position, new_file in enumerate(files):
                 session.add(JobFile(job_id=job_id, position=position, created_at=now, **vars(new_file)))
@@ -241,7 +243,7 @@ class JobRepository:
         with self._sessions.begin() as session:
             session.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.status.notin_(_TERMINAL))
+                .where(Job.id == job_id, Job.status.notin_(TERMINAL_VALUES))
                 .values(
                     status=JobStatus.FAILED.value,
                     error_code=code.value,
@@ -256,7 +258,7 @@ class JobRepository:
         with self._sessions.begin() as session:
             session.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.status.notin_(_TERMINAL))
+                .where(Job.id == job_id, Job.status.notin_(TERMINAL_VALUES))
                 .values(status=JobStatus.CANCELLED.value, finished_at=now, progress_detail=detail("cancelled"))
             )
 

@@ -20,6 +20,8 @@ class JobStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+TERMINAL_VALUES: tuple[str, ...] = tuple(sorted(status.value for status in TERMINAL_STATUSES))
+"""The same as plain strings, as the job rows hold them (for queries and membership tests)."""
 
 
 class JobKind(StrEnum):
