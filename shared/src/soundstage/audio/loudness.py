@@ -43,8 +43,7 @@ def true_peak(samples: np.ndarray, sample_rate: int) -> float:
     """Largest absolute value of ``samples`` (float32, (channels, n)) 4x oversampled, linear."""
     if samples.size == 0:
         return 0.0
-    oversampled = resample(samples, sample_rate, sample_rate * _OVERSAMPLING)
-    return float(max(np.max(np.abs(oversampled)), np.max(np.abs(samples))))
+    return float(_true_peak_envelope(samples, sample_rate).max())
 
 
 def normalize_loudness(samples: np.ndarray, sample_rate: int, target_lufs: float) -> np.ndarray:
@@ -114,7 +113,7 @@ def limit_peaks(samples: np.ndarray, sample_rate: int, ceiling: float) -> np.nda
     if level.size == 0 or float(level.max()) <= ceiling:
         return samples
     # A hair under the ceiling: the gain changes within a sample, which the envelope does not see.
-    needed = np.minimum(1.0, ceiling * (1.0 - 1e-3) / np.maximum(level, 1e-12))
+    needed = np.minimum(1.0, ceiling * (1.0 - 1e-3) / np.maximum(level, 1e-12)).astype(np.float32)
     attack = max(round(LIMITER_LOOKAHEAD_SECONDS * sample_rate), 1)
     release = max(round(LIMITER_RELEASE_SECONDS * sample_rate), attack)
     # Minimum over [t - release, t + attack]: a sample's gain is no more than any nearby peak needs.
@@ -124,14 +123,23 @@ def limit_peaks(samples: np.ndarray, sample_rate: int, ceiling: float) -> np.nda
     return limited
 
 
+_ENVELOPE_BLOCK = 1 << 18
+"""Samples oversampled at a time: an hour of audio is never held 4x oversampled at once."""
+_ENVELOPE_PAD = 256
+"""Context on each side of a block, so the resampling filter's edges fall outside what is kept."""
+
+
 def _true_peak_envelope(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Per sample, the largest value any channel reaches around it when 4x oversampled, (n,) float64."""
-    if samples.shape[-1] == 0:
-        return np.zeros(0)
-    oversampled = np.abs(resample(samples, sample_rate, sample_rate * _OVERSAMPLING)).max(axis=0)
+    """Per sample, the largest value any channel reaches around it when 4x oversampled, (n,) float32;
+    computed block by block, so memory stays flat whatever the length."""
     frames = samples.shape[-1]
-    usable = min(oversampled.size // _OVERSAMPLING, frames)
-    envelope: np.ndarray = np.abs(samples).max(axis=0).astype(np.float64)
-    grouped = oversampled[: usable * _OVERSAMPLING].reshape(usable, _OVERSAMPLING).max(axis=1)
-    envelope[:usable] = np.maximum(envelope[:usable], grouped)
+    envelope: np.ndarray = np.abs(samples).max(axis=0).astype(np.float32)
+    for start in range(0, frames, _ENVELOPE_BLOCK):
+        end = min(start + _ENVELOPE_BLOCK, frames)
+        lo, hi = max(start - _ENVELOPE_PAD, 0), min(end + _ENVELOPE_PAD, frames)
+        oversampled = np.abs(resample(samples[:, lo:hi], sample_rate, sample_rate * _OVERSAMPLING)).max(axis=0)
+        first = (start - lo) * _OVERSAMPLING
+        count = min(end - start, (oversampled.size - first) // _OVERSAMPLING)
+        grouped = oversampled[first : first + count * _OVERSAMPLING].reshape(count, _OVERSAMPLING).max(axis=1)
+        envelope[start : start + count] = np.maximum(envelope[start : start + count], grouped)
     return envelope
