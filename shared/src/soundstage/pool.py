@@ -328,8 +328,15 @@ class RuntimeHolder(Generic[EngineT]):
 JobFunction = Callable[[Job, EngineT, ObjectStore, ProgressReporter], JobOutput]
 """Runs one job of a pool on its engine: the job row in, files already stored and a result out."""
 
-PlainTask = Callable[["Task", JobTaskPayload], None]
-"""A task that is not one job's run (a pipeline's advance): it gets the payload and handles it itself."""
+
+@dataclass(frozen=True)
+class PlainTask:
+    """A task that is not one job's run (a pipeline's advance): ``run`` gets the payload and handles it
+    itself; ``give_up`` is called when it raised an error that is not retried, or its retries of a platform
+    error ran out, so that the job it was for is ended rather than left waiting for a task that is gone."""
+
+    run: Callable[[Task, JobTaskPayload], None]
+    give_up: Callable[[JobTaskPayload], None]
 
 
 def create_pool_app(
@@ -397,13 +404,27 @@ def _register_job_task(
 
 
 def _register_plain_task(app: Celery, name: TaskName, handler: PlainTask) -> None:
+    from celery import Task
+
     from soundstage.logs import job_context
 
-    @app.task(name=name.value, autoretry_for=transient_errors(), **_RETRY_OPTIONS)  # type: ignore[untyped-decorator]
+    class GivesUp(Task):  # type: ignore[misc]
+        def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+            payload = task_payload(args, kwargs)
+            if payload is None:
+                return
+            with job_context(payload.job_id):
+                logger.error("%s for job %s failed for good (%s); ending the job", name, payload.job_id, exc)
+                try:
+                    handler.give_up(payload)
+                except Exception:
+                    logger.exception("job %s: could not be ended", payload.job_id)
+
+    @app.task(name=name.value, base=GivesUp, autoretry_for=transient_errors(), **_RETRY_OPTIONS)  # type: ignore[untyped-decorator]
     def run_task(celery_task: Task, *args: Any, **kwargs: Any) -> None:
         payload = task_payload(args, kwargs)
         if payload is None:
             logger.error("%s: dropping a message without a valid payload (args %r, kwargs %r)", name, args, kwargs)
             return
         with job_context(payload.job_id):
-            handler(celery_task, payload)
+            handler.run(celery_task, payload)

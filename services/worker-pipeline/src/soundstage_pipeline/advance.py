@@ -19,36 +19,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from soundstage import events, telemetry
-from soundstage.db import Family, Job, NewFile, utcnow
+from soundstage.db import Family, Job, utcnow
+from soundstage.errors import ErrorCode
+from soundstage.jobrunner import transient_errors
 from soundstage.pool import JobServices, PoolRuntime
 from soundstage.pools import task_for_kind
 from soundstage.queue import enqueue_job
 from soundstage.schemas import JobKind, JobStatus, JobTaskPayload
-from soundstage.schemas.common import TERMINAL_STATUSES
+from soundstage.schemas.common import TERMINAL_VALUES
 from soundstage.settings import Settings
+from soundstage_pipeline.decisions import Decision
 from soundstage_pipeline.engine import MixEngine
 
 logger = logging.getLogger(__name__)
-
-_TERMINAL = {status.value for status in TERMINAL_STATUSES}
-
-
-@dataclass
-class Completion:
-    """What a machine hands back when the job is done: its files (steps' files move to it) and result."""
-
-    files: list[NewFile]
-    result: dict[str, object]
-    audio_seconds: float = 0.0
-
-
-@dataclass
-class Decision:
-    """What a machine decided; the steps it created are already in the Family."""
-
-    completion: Completion | None = None
-    keep: set[str] = field(default_factory=set)
-    """Names of step files that must outlive the job's end (they became the job's own files)."""
 
 
 Machine = Callable[[Family, Settings], Decision]
@@ -60,46 +43,88 @@ def _machines() -> dict[str, Machine]:
     return {JobKind.SOUNDTRACK.value: advance_soundtrack}
 
 
+GAVE_UP_MESSAGE = (
+    "The job could not move on to its next stage (an unexpected error in the pipeline worker; its log has the details)."
+)
+
+
 def advance_task(runtime: PoolRuntime[MixEngine], payload: JobTaskPayload) -> None:
-    advance(runtime.services, runtime.settings, payload.job_id)
+    """`pipeline.advance`: platform errors (database, broker, storage down) are raised for Celery to retry;
+    anything else ends the job at once (``give_up``), since no other task would ever advance it."""
+    try:
+        advance(runtime.services, runtime.settings, payload.job_id)
+    except transient_errors():
+        raise
+    except Exception:
+        logger.exception("job %s: advancing it failed", payload.job_id)
+        give_up(runtime.services, payload.job_id)
+
+
+def give_up(services: JobServices, parent_id: str) -> None:
+    """Fail a multi-step job that can no longer advance: its steps are cancelled, their files deleted."""
+    with services.repo.family(parent_id) as family:
+        parent = family.parent
+        if parent is None or parent.status in TERMINAL_VALUES:
+            return
+        family.cancel_children()
+        family.finish(
+            JobStatus.FAILED, message="failed", error_code=ErrorCode.INTERNAL_ERROR.value, error=GAVE_UP_MESSAGE
+        )
+        to_delete = family.drop_step_files()
+    for name in to_delete:
+        _delete(services, name)
+    _ended(services, parent, 0.0)
 
 
 def advance(services: JobServices, settings: Settings, parent_id: str) -> None:
     """Advance the multi-step job ``parent_id`` once (see the module docstring)."""
-    to_delete: list[str] = []
-    ended: Job | None = None
-    audio_seconds = 0.0
     with services.repo.family(parent_id) as family:
-        parent = family.parent
-        if parent is None or parent.status in _TERMINAL:
-            logger.info("job %s: nothing to advance (%s)", parent_id, parent.status if parent else "unknown job")
-            return
-        if family.start(services.hostname):
-            _safe(telemetry.record_started, services.redis, parent.kind, parent.model or "", _age(parent))
-        machine = _machines().get(parent.kind)
-        if machine is None:
-            family.finish(JobStatus.FAILED, message="failed", error_code="internal_error",
-                          error=f"No pipeline knows how to run a {parent.kind!r} job.")  # fmt: skip
-        elif not _wound_up(family):
-            decision = machine(family, settings)
-            if decision.completion is not None:
-                family.record_files(decision.completion.files)
-                parent.result = decision.completion.result
-                family.finish(JobStatus.COMPLETED, message="done")
-                audio_seconds = decision.completion.audio_seconds
-                to_delete = [name for name in family.drop_step_files() if name not in decision.keep]
-        if parent.status in _TERMINAL:
-            ended = parent
-            if parent.status != JobStatus.COMPLETED.value:
-                to_delete = family.drop_step_files()
+        outcome = _advance_in(family, services, settings, parent_id)
         for child in family.created:
             enqueue_job(services.publisher, task_for_kind(JobKind(child.kind)), child.id)
         if family.created:
             logger.info("job %s: started steps %s", parent_id, ", ".join(c.step or c.id for c in family.created))
-    for name in to_delete:
+    # After the commit: a file is deleted only once no row names it any more.
+    for name in outcome.delete:
         _delete(services, name)
-    if ended is not None:
-        _ended(services, ended, audio_seconds)
+    if outcome.ended is not None:
+        _ended(services, outcome.ended, outcome.audio_seconds)
+
+
+@dataclass
+class _Outcome:
+    delete: list[str] = field(default_factory=list)
+    ended: Job | None = None
+    audio_seconds: float = 0.0
+
+
+def _advance_in(family: Family, services: JobServices, settings: Settings, parent_id: str) -> _Outcome:
+    parent = family.parent
+    if parent is None:
+        logger.info("job %s: nothing to advance (unknown job)", parent_id)
+        return _Outcome()
+    if parent.status in TERMINAL_VALUES:
+        # A step still running when the job failed or was cancelled ends later: its files go too.
+        logger.info("job %s: nothing to advance (%s)", parent.id, parent.status)
+        return _Outcome(delete=family.drop_step_files() if parent.status != JobStatus.COMPLETED.value else [])
+    if family.start(services.hostname):
+        _safe(telemetry.record_started, services.redis, parent.kind, parent.model or "", _age(parent))
+    outcome = _Outcome()
+    machine = _machines().get(parent.kind)
+    if machine is None:
+        message = f"No pipeline knows how to run a {parent.kind!r} job."
+        family.finish(JobStatus.FAILED, message="failed", error_code=ErrorCode.INTERNAL_ERROR.value, error=message)
+    elif not _wound_up(family):
+        decision = machine(family, settings)
+        if decision.completion is not None:
+            family.record_files(decision.completion.files)  # the steps' files that are the job's own move to it
+            parent.result = decision.completion.result
+            family.finish(JobStatus.COMPLETED, message="done")
+            outcome.audio_seconds = decision.completion.audio_seconds
+    if parent.status in TERMINAL_VALUES:
+        outcome.ended = parent
+        outcome.delete = family.drop_step_files()
+    return outcome
 
 
 def _wound_up(family: Family) -> bool:
@@ -121,7 +146,7 @@ def _wound_up(family: Family) -> bool:
             error_code=failed.error_code or "internal_error",
             error=f"Step {failed.step} failed: {failed.error or 'no reason given'}",
         )
-    elif all(step.status in _TERMINAL for step in steps):
+    elif all(step.status in TERMINAL_VALUES for step in steps):
         family.finish(JobStatus.CANCELLED, message="cancelled")
     return True
 

@@ -19,10 +19,10 @@ import sys
 from celery import Celery
 
 from soundstage.logs import configure_logging
-from soundstage.pool import create_pool_app, pool_from_args, worker_argv
+from soundstage.pool import PlainTask, create_pool_app, pool_from_args, worker_argv
 from soundstage.pools import Queue, TaskName, pool_for
 from soundstage.settings import Settings
-from soundstage_pipeline.advance import advance_task
+from soundstage_pipeline.advance import advance_task, give_up
 from soundstage_pipeline.runtime import get_runtime
 from soundstage_pipeline.steps import run_step
 
@@ -35,7 +35,12 @@ def create_app(settings: Settings, *, in_process_pool: bool = False) -> Celery:
         pool=pool_for(Queue.PIPELINE),
         runtime=lambda: get_runtime(settings),
         jobs={TaskName.PIPELINE_STEP: run_step},
-        tasks={TaskName.PIPELINE_ADVANCE: lambda task, payload: advance_task(get_runtime(settings), payload)},
+        tasks={
+            TaskName.PIPELINE_ADVANCE: PlainTask(
+                run=lambda task, payload: advance_task(get_runtime(settings), payload),
+                give_up=lambda payload: give_up(get_runtime(settings).services, payload.job_id),
+            )
+        },
         in_process_pool=in_process_pool,
     )
 

@@ -74,7 +74,10 @@ def cancel_job(job_id: JobId, state: State) -> JobView:
         events.announce_finished(state.redis, job.id, job.status)  # for requests waiting on it
     if job.status == JobStatus.PROCESSING.value and job.kind == JobKind.SOUNDTRACK.value:
         # Its steps were cancelled with it; the pipeline pool winds it up (no step might be running to say so).
-        enqueue_job(state.celery, task_for_kind(JobKind.SOUNDTRACK), job.id)
+        try:
+            enqueue_job(state.celery, task_for_kind(JobKind.SOUNDTRACK), job.id)
+        except Exception as error:  # the cancel is recorded: the steps' ends (redelivered) wind it up later
+            logger.warning("job %s: could not ask the pipeline pool to wind it up now: %s", job.id, error)
     if cancelled_queued:
         try:
             telemetry.record_finished(

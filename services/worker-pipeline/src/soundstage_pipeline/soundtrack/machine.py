@@ -30,7 +30,7 @@ from soundstage.db import Family, NewChild
 from soundstage.pools import Queue
 from soundstage.schemas import JobKind, SoundtrackJobParams
 from soundstage.settings import Settings
-from soundstage_pipeline.advance import Decision
+from soundstage_pipeline.decisions import Decision
 from soundstage_pipeline.soundtrack import step_params
 from soundstage_pipeline.soundtrack.models import CrossfadeParams, FinalizeParams, Prepared, RescoreParams, Window
 from soundstage_pipeline.soundtrack.results import best, completion

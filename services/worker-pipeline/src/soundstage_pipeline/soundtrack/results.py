@@ -6,7 +6,7 @@ from typing import Any
 
 from soundstage.db import JobFile, NewFile
 from soundstage.schemas import SceneResult, TransitionAttempt, TransitionResult
-from soundstage_pipeline.advance import Completion
+from soundstage_pipeline.decisions import Completion
 from soundstage_pipeline.soundtrack.models import Window
 from soundstage_pipeline.soundtrack.rows import SoundtrackRows
 
