@@ -36,6 +36,7 @@ def test_transitions_can_never_overlap_and_every_tail_covers_its_crossfade(
         if k + 1 < p.transitions:
             assert latest_end <= p.boundary(k + 1) - p.snap(k + 1) - crossfade / 2 + 1e-9
         assert p.handoff(k) == pytest.approx(p.boundary(k) - crossfade / 2 - snap)
+        assert p.latest_end(k) == pytest.approx(latest_end)
         assert p.handoff(k) + p.tail_length(k) == pytest.approx(latest_end)
     ends = [p.generated_end(k) for k in range(p.count)]
     assert ends[-1] == p.total and all(a < b for a, b in itertools.pairwise([0.0, *ends]))

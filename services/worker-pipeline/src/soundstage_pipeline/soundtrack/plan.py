@@ -12,9 +12,10 @@ crossfaded stretch twice in a row:
   earliest point transition k can start: its prompt audio is the end of (tempo-matched) scene k before
   that point;
 - scene k itself is generated up to its handoff only; its own sound through the crossfade comes from a
-  *tail*, a continuation of scene k from the same handoff under scene k's prompt, ``tail_length(k)``
-  seconds long. The tail and scene k + 1 continue the same audio from the same point, so the MusicGen
-  worker decodes them side by side in one batch, and both start in phase with scene k.
+  *tail*, a continuation of scene k from the same handoff under scene k's prompt, up to the latest end
+  of transition k (``tail_length(k)`` seconds, or more when a speed-up made scene k hand off early). The
+  tail and scene k + 1 continue the same audio from the same point, so the MusicGen worker decodes them
+  side by side in one batch, and both start in phase with scene k.
 
 ``snap(k)`` is kept small enough that no two transitions can overlap (see :meth:`SoundtrackPlan.snap`).
 """
@@ -74,9 +75,14 @@ class SoundtrackPlan:
         """Where scene k + 1 (and scene k's tail) continue scene k: the earliest start of transition k."""
         return self.boundary(k) - self.crossfade / 2 - self.snap(k)
 
+    def latest_end(self, k: int) -> float:
+        """The latest end of transition k: where scene k's tail must reach."""
+        return self.boundary(k) + self.crossfade / 2 + self.snap(k)
+
     def tail_length(self, k: int) -> float:
-        """Seconds of scene k's tail: from its handoff to the latest end of transition k."""
-        return self.crossfade + 2 * self.snap(k)
+        """Seconds of scene k's tail: from its handoff to the latest end of transition k. (From an earlier
+        handoff, after a speed-up shortened the scene, the tail is longer by as much.)"""
+        return self.latest_end(k) - self.handoff(k)
 
     def generated_end(self, k: int) -> float:
         """Where scene k's own generation (not its tail) must reach on the timeline: its handoff, or the

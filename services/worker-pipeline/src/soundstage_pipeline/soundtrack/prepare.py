@@ -7,7 +7,8 @@
    it is time-stretched with Rubber Band to the soundtrack's tempo. Later scenes continue this
    tempo-matched audio, so they start at the right tempo too.
 3. Its handoff (where the next scene and this scene's tail continue it) is the nominal one, or earlier
-   when a speed-up left the scene shorter.
+   when a speed-up left the scene shorter: its tail is then longer by as much (it always reaches the
+   latest end of the outgoing transition), so that transition still centres on its boundary.
 4. The transition into it: the outgoing side is the previous scene joined to its tail; the cut goes to the
    nominal boundary, onto the outgoing side's nearest beat within the snap range, its edges onto zero
    crossings (see timeline.choose_cut); the audio of both sides around it is stored for the crossfade

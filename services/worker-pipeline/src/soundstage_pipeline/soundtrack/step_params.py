@@ -32,8 +32,13 @@ def generate_params(rows: SoundtrackRows, k: int, previous: Prepared | None, *, 
         return text_params(rows, plan.scenes[k], plan.generated_end(0), melody_start=0.0)
     join = previous.handoff or previous.track.end
     if tail:
+        # The tail reaches the latest end of transition k from wherever the scene hands off: when a speed-up
+        # moved the handoff earlier, the tail plays the difference too, so the cut can still sit on the
+        # boundary instead of wherever the shortened scene happens to end.
+        latest_end = round(plan.latest_end(k) * previous.rate)
         seed = derive_seed(rows.params.seed, "tail", k)
-        return continuation_params(rows, k, previous, join=join, seconds=max(plan.tail_length(k), 1.0), seed=seed)
+        seconds = max((latest_end - join) / previous.rate, 1.0)
+        return continuation_params(rows, k, previous, join=join, seconds=seconds, seed=seed)
     seconds = (round(plan.generated_end(k) * previous.rate) - join) / previous.rate
     # A little more than the timeline needs: the cut into the scene may read it a few samples later.
     return continuation_params(rows, k, previous, join=join, seconds=seconds + 2 * EDGE_RADIUS_SECONDS)
