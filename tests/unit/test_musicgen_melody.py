@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from soundstage.errors import AppError, ErrorCode
 from soundstage_musicgen.chroma import chroma_features, frames_for
-from soundstage_musicgen.engine import GenerationParams, MusicgenEngine, PromptAudio
+from soundstage_musicgen.engine import GenerationParams, MusicgenEngine, PromptAudio, _generate, looped_span
+from soundstage_musicgen.windows import Window
 
 RATE = 32000
 
@@ -67,6 +69,37 @@ def test_melody_long_form_spans_windows(melody_engine: MusicgenEngine) -> None:
     melody = PromptAudio(samples=tone(392.0, 5.0)[None], sample_rate=RATE)  # looped under every window
     (take,) = melody_engine.generate(GenerationParams(prompt="x", duration_s=35.0, seed=1, melody=melody))
     assert take.samples.shape == (1, 35 * RATE)
+
+
+def test_the_melody_loops_both_ways_from_any_start() -> None:
+    melody = np.arange(10, dtype=np.float32)
+    assert looped_span(melody, 0, 4).tolist() == [0, 1, 2, 3]
+    assert looped_span(melody, 8, 5).tolist() == [8, 9, 0, 1, 2]
+    assert looped_span(melody, -3, 5).tolist() == [7, 8, 9, 0, 1]  # a prompt before the melody's start
+    assert looped_span(melody, 25, 2).tolist() == [5, 6]
+
+
+def test_a_continuations_windows_line_the_melody_up_with_the_new_audio(melody_engine: MusicgenEngine) -> None:
+    """Every window's chroma starts where its context does, counted from the first new frame: the first
+    window of a continuation starts on the prompt, before the new audio (negative), so the new audio at
+    the join follows the melody at ``melody_start``."""
+    loaded = melody_engine._ensure_loaded()
+    starts: list[tuple[int, int, int]] = []
+
+    def record(window: Window, context: torch.Tensor, on_step: object, *, start_frame: int) -> torch.Tensor:
+        starts.append((start_frame, window.context_frames, window.new_frames))
+        return torch.zeros((context.shape[0], context.shape[1], window.new_frames), dtype=torch.long)
+
+    prompt = PromptAudio(samples=tone(330.0, 10.0)[None], sample_rate=RATE)  # 500 frames
+    params = GenerationParams(prompt="x", duration_s=40.0, seed=1, prompt_audio=prompt)
+    _generate(loaded, params, lambda *_: None, record)
+    assert starts[0] == (-500, 500, 1000)
+    # Each later window's context ends where the new audio generated before it does.
+    made = 0
+    for start, context, new in starts:
+        assert start + context == made
+        made += new
+    assert len(starts) > 2 and made == 40 * 50
 
 
 def test_melody_on_a_text_only_model_is_refused(tmp_path: Path) -> None:

@@ -243,8 +243,9 @@ def _generate(
         def on_step(step: int, window: Window = window, offset: int = done) -> None:
             on_progress(offset + step, total_steps, _detail(window, len(windows), offset + step, total_steps))
 
-        # Where the window's context starts on the timeline of the new audio (melody alignment).
-        start_frame = max(0, tokens.shape[-1] - window.context_frames - prompt_tokens.shape[-1])
+        # Where the window's context starts on the timeline of the new audio (melody alignment): negative
+        # while the context still holds prompt frames, which come before the new audio.
+        start_frame = tokens.shape[-1] - window.context_frames - prompt_tokens.shape[-1]
         tokens = torch.cat([tokens, windows_decoder(window, context, on_step, start_frame=start_frame)], dim=-1)
         done += window_steps(loaded, window.new_frames)
 
@@ -345,18 +346,23 @@ class _BatchedWindows:
 
 
 def melody_features(loaded: LoadedModel, melody: PromptAudio, start_frame: int, takes: int) -> torch.Tensor:
-    """One-hot chroma ``(takes, frames, 12)`` of the melody under one window: the 30 s of melody
-    from the window's start, the melody looped if it is shorter (as audiocraft aligns it)."""
+    """One-hot chroma ``(takes, frames, 12)`` of the melody under one window whose first frame is
+    ``start_frame`` frames into the melody: its 30 s of melody, the melody looped (as audiocraft aligns it).
+    ``start_frame`` is negative for a window that starts on an audio prompt: the prompt lies over the end of
+    the loop before, so the new audio after it follows the melody from where it was asked to."""
     import torch
 
     mono = to_channels(resample(melody.samples, melody.sample_rate, loaded.sample_rate), 1)[0]
     if mono.size == 0:
         raise AppError(ErrorCode.AUDIO_EMPTY, "The melody audio is empty.", status_code=422)
-    start = start_frame * loaded.hop_length
-    length = WINDOW_FRAMES * loaded.hop_length
-    looped = np.resize(mono, start + length)  # np.resize repeats the array cyclically
-    chroma = chroma_features(looped[start:], loaded.sample_rate)
+    heard = looped_span(mono, start_frame * loaded.hop_length, WINDOW_FRAMES * loaded.hop_length)
+    chroma = chroma_features(heard, loaded.sample_rate)
     return torch.from_numpy(chroma)[None].expand(takes, -1, -1).to(loaded.device)
+
+
+def looped_span(samples: np.ndarray, start: int, length: int) -> np.ndarray:
+    """``length`` samples of ``samples`` repeated end to end forever (both ways), from sample ``start``."""
+    return samples[(start + np.arange(length)) % samples.size]
 
 
 def _detail(window: Window, windows: int, step: int, total: int) -> str:
