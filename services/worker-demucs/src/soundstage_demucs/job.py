@@ -11,15 +11,11 @@ from soundstage.audio import decode_audio, resample, to_channels
 from soundstage.db import Job, NewFile
 from soundstage.errors import AppError, ErrorCode
 from soundstage.jobrunner import JobOutput, ProgressReporter
-from soundstage.schemas import SeparateJobParams
+from soundstage.schemas import SEPARATED_WITH_RANDOM_WEIGHTS, SeparateJobParams
 from soundstage.storage import ObjectStore, content_type_for
 from soundstage_demucs.engine import DemucsEngine, SeparationSettings
 from soundstage_demucs.loading import LoadedSeparator
 from soundstage_demucs.stems import ACCOMPANIMENT, StemFile, StemWriter, reference_at
-
-RANDOM_WEIGHTS_WARNING = (
-    "Separated with random weights ({model}): for tests and benchmarks only; the stems are noise, not music."
-)
 
 
 def output_name(job_id: str, stem: str, extension: str) -> str:
@@ -86,7 +82,7 @@ def run_separate(job: Job, engine: DemucsEngine, store: ObjectStore, report: Pro
         "model": info.ref,
         "stems": {stem.stem: new.name for stem, new in zip(written, files, strict=True)},
         "random_weights": info.random_weights,
-        "warning": RANDOM_WEIGHTS_WARNING.format(model=info.ref) if info.random_weights else None,
+        "warning": SEPARATED_WITH_RANDOM_WEIGHTS.format(model=info.ref) if info.random_weights else None,
         "device": info.device,
         "compute_seconds": round(compute_seconds, 3),
         "input_seconds": round(params.input_seconds, 3),

@@ -10,13 +10,9 @@ from soundstage.audio import decode_audio, encode_audio, normalize_loudness, res
 from soundstage.db import Job, NewFile
 from soundstage.errors import AppError, ErrorCode
 from soundstage.jobrunner import JobOutput, ProgressReporter
-from soundstage.schemas import GenerateJobParams
+from soundstage.schemas import GENERATED_WITH_RANDOM_WEIGHTS, GenerateJobParams
 from soundstage.storage import ObjectStore
 from soundstage_musicgen.engine import GeneratedAudio, GenerationParams, MusicgenEngine, PromptAudio
-
-RANDOM_WEIGHTS_WARNING = (
-    "Generated with random weights ({model}): for tests and benchmarks only; the audio is noise, not music."
-)
 
 
 def output_name(job_id: str, extension: str, take: int, takes: int) -> str:
@@ -86,7 +82,7 @@ def run_generate(job: Job, engine: MusicgenEngine, store: ObjectStore, report: P
         # Seconds of (re-synthesised) prompt audio each file starts with, before the new audio.
         "prompt_seconds": prompt_samples / info.sample_rate,
         "random_weights": info.random_weights,
-        "warning": RANDOM_WEIGHTS_WARNING.format(model=info.model) if info.random_weights else None,
+        "warning": GENERATED_WITH_RANDOM_WEIGHTS.format(model=info.model) if info.random_weights else None,
         "device": info.device,
         "compute_seconds": round(compute_seconds, 3),
     }

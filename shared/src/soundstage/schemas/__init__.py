@@ -10,7 +10,17 @@ from soundstage.schemas.compat import (
     SRocksHealth,
 )
 from soundstage.schemas.generate import ContinueRequest, GenerateJobParams, GenerateRequest
-from soundstage.schemas.jobs import ChildJob, JobCreated, JobList, JobResult, JobView, OutputFile, ProgressDetail
+from soundstage.schemas.jobs import (
+    GENERATED_WITH_RANDOM_WEIGHTS,
+    SEPARATED_WITH_RANDOM_WEIGHTS,
+    ChildJob,
+    JobCreated,
+    JobList,
+    JobResult,
+    JobView,
+    OutputFile,
+    ProgressDetail,
+)
 from soundstage.schemas.separate import STEMS_BY_MODE, SeparateJobParams, SeparateOptions, SeparateUrlRequest
 from soundstage.schemas.soundtrack import (
     SceneRequest,
@@ -36,6 +46,8 @@ from soundstage.schemas.system import (
 from soundstage.schemas.tasks import JobTaskPayload
 
 __all__ = [
+    "GENERATED_WITH_RANDOM_WEIGHTS",
+    "SEPARATED_WITH_RANDOM_WEIGHTS",
     "STEMS_BY_MODE",
     "TERMINAL_STATUSES",
     "AudioFormat",

@@ -42,6 +42,16 @@ class ProgressDetail(BaseModel):
     message: str | None = Field(default=None, description="What the worker is doing, in words.")
 
 
+GENERATED_WITH_RANDOM_WEIGHTS = (
+    "Generated with random weights ({model}): for tests and benchmarks only; the audio is noise, not music."
+)
+"""`JobResult.warning` of audio a `random:` MusicGen model made (a generation, a soundtrack)."""
+SEPARATED_WITH_RANDOM_WEIGHTS = (
+    "Separated with random weights ({model}): for tests and benchmarks only; the stems are noise, not music."
+)
+"""`JobResult.warning` of stems a `random:` Demucs model made."""
+
+
 class ChildJob(BaseModel):
     """One step of a multi-step job: itself a job, on the pool that owns its model (`GET /jobs/{job_id}`)."""
 

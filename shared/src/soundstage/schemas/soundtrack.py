@@ -95,7 +95,13 @@ class SoundtrackRequest(BaseModel):
         description="Score every transition and regenerate the opening of the later scene when it fails. "
         "Default null: the server's USE_QUALITY_LOOP (default true).",
     )
-    melody_audio_url: MelodyUrl = None
+    melody_audio_url: MelodyUrl = Field(
+        default=None,
+        description="With a melody model: an audio file whose melody (chroma) the whole soundtrack follows, laid "
+        "on its timeline from 0 s and looped if shorter; fetched as for `/generate` (http(s), at most "
+        "MAX_UPLOAD_MB and MAX_DURATION seconds, public addresses only, or this server's own `/files/<name>`). "
+        "Needs a melody model (422 `model_not_melody` otherwise).",
+    )
     model: str | None = Field(
         default=None, description="A MusicGen model the server serves (as for `/generate`). Default: the first."
     )

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from soundstage.db import Family, NewChild
-from soundstage.pools import Queue
+from soundstage.pools import pool_of_kind
 from soundstage.schemas import JobKind, SoundtrackJobParams
 from soundstage.settings import Settings
 from soundstage_pipeline.decisions import Decision
@@ -45,7 +45,6 @@ CROSSFADING = (86.0, 89.0)
 REGENERATING = (89.0, 95.0)
 FINALIZING = (95.0, 97.0)
 STEMS = (97.0, 100.0)
-QUEUES = {JobKind.GENERATE: Queue.MUSICGEN, JobKind.SEPARATE: Queue.DEMUCS, JobKind.MIX: Queue.PIPELINE}
 
 
 def advance_soundtrack(family: Family, settings: Settings) -> Decision:
@@ -233,7 +232,7 @@ class _Soundtrack:
             NewChild(
                 step=key,
                 kind=kind.value,
-                queue=QUEUES[kind].value,
+                queue=pool_of_kind(kind).queue.value,
                 model=model,
                 params=params,
                 stage=stage,

@@ -25,11 +25,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from soundstage.schemas.generate import SEED_MAX
+
 SNAP_SECONDS = 0.5
 """A cut moves at most this far to land on a beat: half a beat at 60 BPM, so there is always one in reach
 when the pulse is steady."""
-
-SEED_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True)

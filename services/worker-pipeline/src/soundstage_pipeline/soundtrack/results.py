@@ -5,14 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from soundstage.db import JobFile, NewFile
-from soundstage.schemas import SceneResult, TransitionAttempt, TransitionResult
+from soundstage.schemas import GENERATED_WITH_RANDOM_WEIGHTS, SceneResult, TransitionAttempt, TransitionResult
 from soundstage_pipeline.decisions import Completion
 from soundstage_pipeline.soundtrack.models import Window
 from soundstage_pipeline.soundtrack.rows import SoundtrackRows
-
-RANDOM_WEIGHTS_WARNING = (
-    "Generated with random weights ({model}): for tests and benchmarks only; the audio is noise, not music."
-)
 
 
 def best(attempts: list[Window]) -> Window:
@@ -37,7 +33,7 @@ def completion(rows: SoundtrackRows, attempts: list[list[Window]]) -> Completion
         "seed": params.seed,
         "model": params.model,
         "random_weights": random_weights,
-        "warning": RANDOM_WEIGHTS_WARNING.format(model=params.model) if random_weights else None,
+        "warning": GENERATED_WITH_RANDOM_WEIGHTS.format(model=params.model) if random_weights else None,
         "device": scenes_made[0].get("device"),
         "compute_seconds": round(compute, 3),
         "stems": stems,

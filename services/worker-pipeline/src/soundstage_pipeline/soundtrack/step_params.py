@@ -124,8 +124,9 @@ def separate_params(
     stems: int = TRANSITION_STEMS,
     prefix: str | None = None,
 ) -> dict[str, Any]:
-    """A separation of the ``length`` samples of ``name`` (a transition's side: float WAV stems at the
-    timeline's rate; with ``prefix``, the finished soundtrack: stems in its format, named after it)."""
+    """A separation of the ``length`` samples of ``name`` (a transition's side: 16-bit WAV stems at the
+    timeline's rate, as every WAV this server writes; with ``prefix``, the finished soundtrack: stems in
+    its format, named after it)."""
     rate = rate or rows.rate()
     params = SeparateJobParams.model_validate(
         {
