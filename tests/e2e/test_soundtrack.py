@@ -401,27 +401,38 @@ def test_cancelling_mid_pipeline_stops_every_step_and_keeps_no_files(stack: Stac
 def test_a_killed_worker_mid_stage_still_gives_exactly_one_soundtrack(
     make_stack: StackFactory, s3_server: S3Server
 ) -> None:
+    """A MusicGen pool process killed while it generates scene 2, then the pipeline pool's processes killed
+    while one of them runs a CPU step (preparing scene 2, or the final mix): both steps run again (their
+    messages are redelivered), and the soundtrack completes once, with only its own file left."""
     stack = make_stack(USE_STEM_AWARE_CROSSFADE="false", USE_QUALITY_LOOP="false")
     stack.start_api()
     musicgen = stack.start_worker("--pool", "prefork")  # a killed pool process is replaced, its job redelivered
-    stack.start_worker(module=PIPELINE)
+    pipeline = stack.start_worker(module=PIPELINE)  # prefork by default
     stack.wait_for_workers(2, timeout=240)
     body = {"base_prompt": "a piece to interrupt", "scenes": [{"duration": 6}, {"duration": 40}]}
     with stack.client() as client:
         job_id = client.post("/generate/soundtrack", json=body).json()["job_id"]
 
-        def scene_in_progress() -> str | None:
+        def step_running(*names: str, started: bool = False) -> str | None:
             for step in client.get(f"/jobs/{job_id}").json()["children"]:
-                if step["step"] == "scene:1" and step["status"] == "processing" and step["progress"] > 0:
+                if step["step"] in names and step["status"] == "processing" and (step["progress"] > 0 or not started):
                     return str(step["job_id"])
             return None
 
-        scene = wait_until(scene_in_progress, 120, interval=0.05, message=f"scene 2 to run\n{stack.logs()}")
+        scene = wait_until(
+            lambda: step_running("scene:1", started=True), 120, interval=0.05, message=f"scene 2\n{stack.logs()}"
+        )
         (pool_process,) = child_pids(musicgen.pid)
         os.kill(pool_process, signal.SIGKILL)
+        mix = wait_until(
+            lambda: step_running("prepare:1", "finalize"), 240, interval=0.02, message=f"a CPU step\n{stack.logs()}"
+        )
+        for pool_process in child_pids(pipeline.pid):
+            os.kill(pool_process, signal.SIGKILL)
         job = poll_job(client, job_id, FINAL, timeout=240)
         assert job["status"] == "completed", (job, stack.logs())
         assert client.get(f"/jobs/{scene}").json()["attempts"] == 2
+        assert client.get(f"/jobs/{mix}").json()["attempts"] == 2
         steps = job["children"]
         samples, _ = download(client, job["result_urls"][0])
         assert samples.shape == (1, 46 * RATE)
