@@ -1,7 +1,8 @@
 """The pipeline pool's engine: no model, only the audio analysis it warms up once per process.
 
 The pool runtime expects an engine per served model; this pool serves none, so it has one engine whose
-"load" compiles librosa's numba kernels (the first beat tracking of a process takes 5-30 s otherwise),
+"load" compiles librosa's numba kernels (the first beat tracking of a process takes 5-30 s otherwise;
+one process at a time, see ``audio.compile_lock``),
 after which the worker's heartbeat says it is ready.
 """
 
@@ -46,9 +47,10 @@ class MixEngine:
         """Warm the analysis up once (thread-safe, idempotent)."""
         with self._lock:
             if not self._ready:
-                from soundstage_pipeline.audio.beats import warm_up
+                from soundstage_pipeline.audio import beats, quality
 
-                warm_up()
+                beats.warm_up()
+                quality.warm_up()
                 self._ready = True
                 logger.info("audio analysis warmed up")
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from soundstage.audio import resample
 from soundstage.audio.crossfade import mono
+from soundstage_pipeline.audio.compile_lock import first_call_locked
 
 ANALYSIS_RATE = 22050
 """Audio is analysed at this rate (librosa's default): beats need no more, and it halves the work at 44.1 kHz."""
@@ -43,15 +44,11 @@ class BeatAnalysis:
 
 def analyse_beats(samples: np.ndarray, sample_rate: int) -> BeatAnalysis:
     """Beats, tempo and pulse clarity of ``samples`` (float32, (channels, n)) at ``sample_rate`` Hz."""
-    import librosa
-
-    signal = resample(mono(samples)[None], sample_rate, ANALYSIS_RATE)[0]
+    # float32 always: another dtype would compile another specialisation, outside the compile lock
+    signal = resample(mono(samples)[None], sample_rate, ANALYSIS_RATE)[0].astype(np.float32, copy=False)
     if signal.size < HOP * 8 or not np.any(signal):
         return BeatAnalysis(beats=np.zeros(0), bpm=None, pulse_clarity=0.0)
-    envelope = librosa.onset.onset_strength(y=signal, sr=ANALYSIS_RATE, hop_length=HOP)
-    _, frames = librosa.beat.beat_track(onset_envelope=envelope, sr=ANALYSIS_RATE, hop_length=HOP, units="frames")
-    frames = np.asarray(frames, dtype=np.int64)
-    beats = librosa.frames_to_time(frames, sr=ANALYSIS_RATE, hop_length=HOP).astype(np.float64)
+    envelope, frames, beats = _track(signal)
     if beats.size < MIN_BEATS:
         return BeatAnalysis(beats=beats, bpm=None, pulse_clarity=0.0)
     slope = float(np.polyfit(np.arange(beats.size), beats, 1)[0])
@@ -61,6 +58,19 @@ def analyse_beats(samples: np.ndarray, sample_rate: int) -> BeatAnalysis:
         bpm=60.0 / slope if slope > 0 else None,
         pulse_clarity=_pulse_clarity(envelope, period_frames),
     )
+
+
+@first_call_locked
+def _track(signal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The onset envelope of ``signal`` (float32 at ANALYSIS_RATE), its beats' frame numbers and times.
+    librosa is imported and used here only, under the compile lock."""
+    import librosa
+
+    envelope = librosa.onset.onset_strength(y=signal, sr=ANALYSIS_RATE, hop_length=HOP)
+    _, found = librosa.beat.beat_track(onset_envelope=envelope, sr=ANALYSIS_RATE, hop_length=HOP, units="frames")
+    frames = np.asarray(found, dtype=np.int64)
+    beats = librosa.frames_to_time(frames, sr=ANALYSIS_RATE, hop_length=HOP).astype(np.float64)
+    return envelope, frames, beats
 
 
 def _pulse_clarity(envelope: np.ndarray, period_frames: float) -> float:

@@ -27,6 +27,7 @@ import numpy as np
 
 from soundstage.audio import resample
 from soundstage.audio.crossfade import mono
+from soundstage_pipeline.audio.compile_lock import first_call_locked
 
 ANALYSIS_RATE = 22050
 CONTEXT_SECONDS = 2.0
@@ -103,29 +104,50 @@ def _silent(signal: np.ndarray) -> bool:
 
 
 def _analysed(signal: np.ndarray, sample_rate: int) -> np.ndarray:
-    analysed: np.ndarray = resample(signal[None], sample_rate, ANALYSIS_RATE)[0]
+    # float32 always: another dtype would compile another specialisation, outside the compile lock
+    analysed: np.ndarray = resample(signal[None], sample_rate, ANALYSIS_RATE)[0].astype(np.float32, copy=False)
     return analysed
 
 
-def _mfcc_similarity(before: np.ndarray, after: np.ndarray, sample_rate: int) -> float:
+@first_call_locked
+def _mean_mfcc(analysed: np.ndarray) -> np.ndarray:
+    """Mean MFCCs 1-19 of ``analysed`` (float32 at ANALYSIS_RATE). librosa is used only in these three
+    helpers, under the compile lock."""
     import librosa
 
+    mean: np.ndarray = librosa.feature.mfcc(y=analysed, sr=ANALYSIS_RATE, n_mfcc=20)[1:].mean(axis=1)
+    return mean
+
+
+@first_call_locked
+def _magnitude(analysed: np.ndarray, hop: int) -> np.ndarray:
+    """STFT magnitude (2048-point frames, ``hop`` apart) of ``analysed``."""
+    import librosa
+
+    magnitude: np.ndarray = np.abs(librosa.stft(analysed, n_fft=2048, hop_length=hop))
+    return magnitude
+
+
+@first_call_locked
+def _mean_chroma(analysed: np.ndarray) -> np.ndarray:
+    """Mean chroma (12 pitch classes) of ``analysed``."""
+    import librosa
+
+    mean: np.ndarray = librosa.feature.chroma_stft(y=analysed, sr=ANALYSIS_RATE).mean(axis=1)
+    return mean
+
+
+def _mfcc_similarity(before: np.ndarray, after: np.ndarray, sample_rate: int) -> float:
     if _silent(before) or _silent(after):
         return 0.0
-    means = [
-        librosa.feature.mfcc(y=_analysed(side, sample_rate), sr=ANALYSIS_RATE, n_mfcc=20)[1:].mean(axis=1)
-        for side in (before, after)
-    ]
+    means = [_mean_mfcc(_analysed(side, sample_rate)) for side in (before, after)]
     norm = float(np.linalg.norm(means[0]) * np.linalg.norm(means[1]))
     return float(np.dot(means[0], means[1]) / norm) if norm > 0 else 0.0
 
 
 def _flux_ratio(signal: np.ndarray, sample_rate: int, lo: int, hi: int) -> float:
-    import librosa
-
-    analysed = _analysed(signal, sample_rate)
     hop = 512
-    magnitude = np.abs(librosa.stft(analysed, n_fft=2048, hop_length=hop))
+    magnitude = _magnitude(_analysed(signal, sample_rate), hop)
     flux = np.sqrt(np.sum(np.square(np.clip(np.diff(magnitude, axis=1), 0, None)), axis=0))
     scale = ANALYSIS_RATE / sample_rate / hop
     first, last = int(lo * scale), max(math.ceil(hi * scale), int(lo * scale) + 1)
@@ -141,14 +163,9 @@ def _flux_ratio(signal: np.ndarray, sample_rate: int, lo: int, hi: int) -> float
 
 
 def _chroma_continuity(before: np.ndarray, after: np.ndarray, sample_rate: int) -> float:
-    import librosa
-
     if _silent(before) or _silent(after):
         return 0.0
-    profiles = [
-        librosa.feature.chroma_stft(y=_analysed(side, sample_rate), sr=ANALYSIS_RATE).mean(axis=1)
-        for side in (before, after)
-    ]
+    profiles = [_mean_chroma(_analysed(side, sample_rate)) for side in (before, after)]
     flat = [float(np.std(p) / (np.mean(p) + 1e-12)) < FLAT_CHROMA for p in profiles]
     if all(flat):
         return 1.0
@@ -167,3 +184,12 @@ def _energy_ratio(before: np.ndarray, after: np.ndarray) -> float:
     if quiet < SILENCE_RMS:
         return MAX_ENERGY_RATIO
     return min(loud / quiet, MAX_ENERGY_RATIO)
+
+
+def warm_up() -> None:
+    """Score one transition of a short click track: compiles (or loads) the measures' numba kernels at
+    start-up instead of in the first soundtrack's quality loop."""
+    rate = ANALYSIS_RATE
+    clicks = np.zeros((1, rate * 6), dtype=np.float32)
+    clicks[0, :: rate // 2] = 1.0
+    score_transition(clicks, rate, rate * 3, rate * 4)

@@ -35,6 +35,7 @@ def run_finalize(job: Job, store: ObjectStore, report: ProgressReporter) -> JobO
         if index < count - 1:
             pieces.append(files.load(store, params.windows[index].file)[0])
     mix = np.concatenate(pieces, axis=-1)
+    pieces.clear()  # one copy of an hour-long soundtrack less while it is normalised
     if mix.shape[-1] != params.total:
         raise ValueError(f"the soundtrack came out {mix.shape[-1]} samples long instead of {params.total}")
     report(85.0, "normalising loudness", force=True)
