@@ -49,11 +49,7 @@ def test_embedded_stack_generates_and_stops_cleanly(tmp_path: Path, model_cache_
         with httpx.Client(base_url=base, timeout=30) as client:
             job_id = client.post("/generate", json={"prompt": "lofi", "duration": 3}).json()["job_id"]
 
-            def finished() -> dict[str, object] | None:
-                job: dict[str, object] = client.get(f"/jobs/{job_id}").json()
-                return job if job["status"] in ("completed", "failed") else None
-
-            job = wait_until(finished, 120, interval=0.1, message="embedded job to finish")
+            job = wait_until(lambda: _finished(client, job_id), 120, interval=0.1, message="embedded job to finish")
             assert job["status"] == "completed", (job, launcher.log_text())
             audio = decode(client.get(f"/files/{job_id}_generated.wav").content)
             assert audio.sample_rate == 32000 and abs(audio.duration - 3) <= 0.02
@@ -68,6 +64,32 @@ def test_embedded_stack_generates_and_stops_cleanly(tmp_path: Path, model_cache_
         commands = [_cmdline(pid) for pid in children]
         assert any("soundstage_api" in c for c in commands), commands
         assert any("soundstage_musicgen" in c for c in commands), commands
+
+        # A worker that dies (SIGKILL: the OOM killer) is restarted; the rest of the stack keeps serving.
+        (killed,) = [pid for pid in children if "soundstage_musicgen" in _cmdline(pid)]
+        os.killpg(killed, signal.SIGKILL)
+
+        def replaced() -> int | None:
+            fresh = [
+                pid
+                for pid in child_pids(launcher.pid)
+                if pid not in children and "soundstage_musicgen" in _cmdline(pid)
+            ]
+            return fresh[0] if fresh else None
+
+        replacement = wait_until(
+            replaced, 30, interval=0.2, message=f"killed worker to be restarted\n{launcher.log_text()}"
+        )
+        started.append(replacement)
+        assert launcher.alive() and "restarting it in" in launcher.log_text()
+        with httpx.Client(base_url=base, timeout=30) as client:
+            again = client.post("/generate", json={"prompt": "lofi", "duration": 3}).json()["job_id"]
+            job = wait_until(
+                lambda: _finished(client, again), 180, interval=0.2, message="a job on the restarted worker"
+            )
+            assert job["status"] == "completed", (job, launcher.log_text())
+        children = child_pids(launcher.pid)
+        started.extend(children)
         redis_url = re.search(r"embedded Redis at (redis://\S+)", launcher.log_text())
         assert redis_url, launcher.log_text()
         assert redis.Redis.from_url(redis_url.group(1)).ping()
@@ -89,6 +111,11 @@ def test_embedded_stack_generates_and_stops_cleanly(tmp_path: Path, model_cache_
         if leftover:  # the embedded redis-server daemonizes; stop it if the launcher could not
             with contextlib.suppress(redis.RedisError):
                 redis.Redis.from_url(leftover.group(1), socket_connect_timeout=1).shutdown(nosave=True)
+
+
+def _finished(client: httpx.Client, job_id: str) -> dict[str, object] | None:
+    job: dict[str, object] = client.get(f"/jobs/{job_id}").json()
+    return job if job["status"] in ("completed", "failed") else None
 
 
 def _cmdline(pid: int) -> str:

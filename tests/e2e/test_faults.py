@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import datetime
 
 import httpx
 import pytest
@@ -116,8 +117,34 @@ def test_unavailable_model_fails_fast_with_a_fix(make_stack: StackFactory, tmp_p
         assert job["status"] == "failed" and job["error_code"] == "model_unavailable"
         assert "HF_HOME" in job["error"] and "random:tiny" in job["error"]
         assert time.monotonic() - started < 60
-        workers = client.get("/health").json()["workers"]
+        health = client.get("/health").json()
+        workers = health["workers"]
         assert workers and workers[0]["model_loaded"] is False and workers[0]["load_error"]
+        # Health tells the truth: the pool is up but cannot serve, and says why.
+        assert health["status"] == "degraded" and "no worker could load" in health["problems"]["musicgen"]
+
+
+def test_a_job_past_job_timeout_seconds_is_stopped_and_the_worker_goes_on(make_stack: StackFactory) -> None:
+    """The default threads pool, where Celery's own time limits never fire: the deadline is the job's."""
+    stack = make_stack(JOB_TIMEOUT_SECONDS="10")
+    stack.start_api()
+    stack.start_worker()
+    stack.wait_for_workers(1)
+    with stack.client() as client:
+        job_id = client.post("/generate", json={"prompt": "far too long for ten seconds", "duration": 300}).json()[
+            "job_id"
+        ]
+        job = poll_job(client, job_id, {"completed", "failed"}, timeout=120)
+        assert job["status"] == "failed" and job["error_code"] == "job_timeout", (job, stack.logs())
+        assert "JOB_TIMEOUT_SECONDS" in job["error"] and job["result_urls"] == []
+        ran = (_parsed(job["finished_at"]) - _parsed(job["started_at"])).total_seconds()
+        assert 10 <= ran < 40, ran
+        after = client.post("/generate", json={"prompt": "short", "duration": 1}).json()["job_id"]
+        assert poll_job(client, after, {"completed", "failed"}, timeout=60)["status"] == "completed"
+
+
+def _parsed(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def test_cancelled_queued_job_never_runs(make_stack: StackFactory) -> None:

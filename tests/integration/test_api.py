@@ -146,7 +146,9 @@ def test_auth_with_single_key(database_url: str, redis: RedisServer, tmp_path: P
 
 def test_health_without_workers_and_openapi_documents_fields(client: TestClient) -> None:
     health = client.get("/health").json()
-    assert health["status"] == "healthy" and health["auth_enabled"] is False
+    assert health["status"] == "degraded" and health["auth_enabled"] is False
+    assert set(health["problems"]) == {"musicgen", "demucs", "pipeline"}
+    assert all("no live worker" in reason for reason in health["problems"].values())
     assert health["device"] == "none" and health["workers"] == []
     assert {q["name"] for q in health["queues"]} == {"musicgen", "magenta", "demucs", "pipeline"}
     # musicgen-api's fields, with its types: a bool per model pool, and MPS (never used here).

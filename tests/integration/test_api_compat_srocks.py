@@ -35,7 +35,7 @@ def _generate(client: TestClient, path: str = "/srocks/generate/", **body: Any) 
 def test_health(client: TestClient) -> None:
     health = client.get("/srocks/").json()
     assert {k: health[k] for k in ("status", "model", "device")} == {
-        "status": "healthy",
+        "status": "degraded",  # no MusicGen worker runs in these tests
         "model": "musicgen-small",
         "device": "none",
     }
@@ -137,7 +137,7 @@ def test_files_are_listed_as_srocks_lists_them(client: TestClient) -> None:
     assert [e["filename"] for e in client.get("/srocks/files", params={"skip": 2}).json()] == [
         f"{ids[0]}_generated.wav"
     ]
-    for bad in ({"limit": 0}, {"limit": 101}, {"skip": -1}):
+    for bad in ({"limit": 0}, {"limit": 101}, {"skip": -1}, {"skip": 3609499379709934078787584}):
         _error(client.get("/srocks/files/", params=bad), 400, "validation_error")
 
 

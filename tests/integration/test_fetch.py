@@ -77,6 +77,9 @@ def public_stand_in(address: IPAddress) -> str | None:
         ("100.127.255.254", "CGNAT"),
         ("169.254.169.254", "metadata"),
         ("fd00:ec2::254", "metadata"),
+        ("192.0.0.192", "metadata"),  # Oracle Cloud: ipaddress calls it neither private nor reserved
+        ("168.63.129.16", "metadata"),  # Azure WireServer: a public address
+        ("100.100.100.200", "metadata"),  # Alibaba Cloud
         ("169.254.1.1", "link-local"),
         ("fe80::", "link-local"),
         ("fe80::1", "link-local"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -156,3 +157,30 @@ def test_a_live_job_elsewhere_is_busy(parts: tuple[JobRepository, LocalObjectSto
     repo.claim(job_id, worker="another-host:1234", max_attempts=3, stale_after_s=300)
     with pytest.raises(JobBusyError):
         runner.run(job_id, lambda job, report: JobOutput(files=[]))
+
+
+def test_the_deadline_stops_a_job_at_its_next_progress_report(
+    parts: tuple[JobRepository, LocalObjectStore, JobRunner], redis_server: RedisServer
+) -> None:
+    """JOB_TIMEOUT_SECONDS inside the job: Celery's time limits do not reach the threads pool."""
+    repo, store, _ = parts
+    runner = JobRunner(
+        repo=repo, store=store, redis=redis_server.client(), worker_name="w", max_attempts=3, timeout_s=0.5
+    )
+    reports = 0
+
+    def execute(job: Job, report: ProgressReporter) -> JobOutput:
+        nonlocal reports
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # a model step, then its (throttled) report
+            time.sleep(0.01)
+            reports += 1
+            report(1.0, "step")
+        raise AssertionError("not stopped")
+
+    started = time.monotonic()
+    job_id = repo.create(kind="generate", queue="musicgen", model="m", params={}).id
+    runner.run(job_id, execute)
+    job = repo.get(job_id)
+    assert job is not None and job.status == "failed" and job.error_code == "job_timeout"
+    assert 0.5 <= time.monotonic() - started < 3 and reports > 10

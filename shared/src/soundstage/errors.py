@@ -87,3 +87,9 @@ class ModelUnavailableError(AppError):
 
 class JobCancelledError(Exception):
     """Raised from a progress callback when the job's cancellation was requested."""
+
+
+class JobTimedOutError(Exception):
+    """Raised from a progress callback once the job has run past JOB_TIMEOUT_SECONDS. Celery's time limits
+    do not reach a job on the threads pool (the default), so the deadline is enforced inside the job:
+    every progress report and every model step checks it."""

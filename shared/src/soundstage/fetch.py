@@ -50,7 +50,14 @@ WRITE_CHUNK_BYTES = 1024 * 1024
 USER_AGENT = "soundstage-fetch"
 
 _METADATA_ADDRESSES = frozenset(
-    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")},
+    ipaddress.ip_address(address)
+    for address in (
+        "169.254.169.254",  # AWS, GCP, Azure, OpenStack, DigitalOcean... (also link-local: refused twice over)
+        "fd00:ec2::254",  # AWS over IPv6
+        "192.0.0.192",  # Oracle Cloud's metadata alias (IETF protocol assignments: not flagged by ipaddress)
+        "168.63.129.16",  # Azure's WireServer, a public address that answers only inside Azure
+        "100.100.100.200",  # Alibaba Cloud (also CGNAT)
+    )
 )
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")

@@ -19,7 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from soundstage import events, telemetry
 from soundstage.db.models import Job, utcnow
 from soundstage.db.repository import ClaimOutcome, JobRepository, NewFile
-from soundstage.errors import AppError, ErrorCode, JobCancelledError
+from soundstage.errors import AppError, ErrorCode, JobCancelledError, JobTimedOutError
 from soundstage.schemas.common import TERMINAL_VALUES, JobStatus
 from soundstage.storage import ObjectStore, StorageUnavailableError
 
@@ -59,22 +59,27 @@ class JobOutput:
 
 
 class ProgressReporter:
-    """Throttled progress writes; raises JobCancelledError once cancellation was requested.
+    """Throttled progress writes; raises JobCancelledError once cancellation was requested, and
+    JobTimedOutError on any call (throttled or not: it costs a clock read) past the job's deadline.
 
     A write the database refuses for a moment (a dropped connection, a lock timeout) is skipped, not
     raised: the job goes on and the next write tries again. Raising would end this run while the row
     still shows it running with a fresh heartbeat, so its redelivery would wait for that heartbeat to go
     stale before taking over."""
 
-    def __init__(self, repo: JobRepository, job_id: str) -> None:
+    def __init__(self, repo: JobRepository, job_id: str, *, deadline: float | None = None) -> None:
+        """``deadline``: the ``time.monotonic()`` past which the job is stopped; None for none."""
         self._repo = repo
         self._job_id = job_id
         self._last_write = 0.0
+        self._deadline = deadline
 
     def __call__(self, percent: float, detail: str | None = None, *, force: bool = False) -> None:
         import sqlalchemy.exc
 
         now = time.monotonic()
+        if self._deadline is not None and now > self._deadline:
+            raise JobTimedOutError(self._job_id)
         if not force and now - self._last_write < PROGRESS_INTERVAL_S:
             return
         self._last_write = now
@@ -133,16 +138,19 @@ class JobRunner:
         worker_name: str,
         max_attempts: int,
         stale_after_s: float = 300.0,
+        timeout_s: float | None = None,
         notify_parent: Callable[[str], None] | None = None,
     ) -> None:
-        """``notify_parent(parent_id)`` is called whenever a step of a pipeline is found finished (the
-        pipeline pool then advances the parent); it must be safe to call more than once."""
+        """``timeout_s``: how long one run of a job may take (JOB_TIMEOUT_SECONDS), enforced through its
+        progress reports. ``notify_parent(parent_id)`` is called whenever a step of a pipeline is found
+        finished (the pipeline pool then advances the parent); it must be safe to call more than once."""
         self._repo = repo
         self._store = store
         self._redis = redis
         self._worker = worker_name
         self._max_attempts = max_attempts
         self._stale_after_s = stale_after_s
+        self._timeout_s = timeout_s
         self._notify_parent = notify_parent
 
     def run(self, job_id: str, execute: Execute) -> None:
@@ -211,8 +219,9 @@ class JobRunner:
             raise
 
     def _execute(self, job: Job, execute: Execute) -> None:
-        reporter = ProgressReporter(self._repo, job.id)
         started = time.monotonic()
+        deadline = None if self._timeout_s is None else started + self._timeout_s
+        reporter = ProgressReporter(self._repo, job.id, deadline=deadline)
         try:
             output = execute(job, reporter)
         except JobCancelledError:
@@ -222,7 +231,7 @@ class JobRunner:
             return
         except transient_errors():
             raise
-        except SoftTimeLimitExceeded:
+        except (JobTimedOutError, SoftTimeLimitExceeded):
             logger.warning("job %s: exceeded the job time limit", job.id)
             message = "The job ran past JOB_TIMEOUT_SECONDS and was stopped."
             self._repo.fail(job.id, ErrorCode.JOB_TIMEOUT, message)

@@ -64,6 +64,7 @@ class JobServices:
             worker_name=hostname,
             max_attempts=settings.max_job_attempts,
             stale_after_s=settings.job_heartbeat_timeout,
+            timeout_s=settings.job_timeout_seconds,
             notify_parent=lambda parent_id: enqueue_job(publisher, TaskName.PIPELINE_ADVANCE, parent_id),
         )
         return cls(repo=repo, store=store, redis=redis, runner=runner, publisher=publisher, hostname=hostname)

@@ -11,6 +11,7 @@ from soundstage import __version__
 from soundstage.settings import Settings
 from soundstage_api.errors import install_error_handlers
 from soundstage_api.metrics import SoundstageCollector
+from soundstage_api.openapi_doc import install_openapi
 from soundstage_api.routes import (
     compat_segmind,
     compat_srocks,
@@ -62,4 +63,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (generate, continue_, melody, soundtrack, separate, jobs, files, system, compat_srocks, compat_segmind)
     for module in routers:
         app.include_router(module.router)
+    install_openapi(app)
     return app

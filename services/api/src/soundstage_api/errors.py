@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from soundstage.errors import AppError, ErrorCode
+from soundstage_api.json_text import MAX_JSON_DEPTH, JsonTooDeepError
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def _validation_message(details: list[dict[str, Any]]) -> str:
+    if any(d["type"] == "json_too_deep" for d in details):
+        return f"Invalid request: the JSON nests more than {MAX_JSON_DEPTH} levels deep."
     if any(d["type"] == "json_invalid" for d in details):
         return "Invalid request: the body is not valid JSON."
     if any(d["loc"] == ["body"] and d["type"].endswith("_type") for d in details):
@@ -72,6 +75,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, RecursionError):  # FastAPI's body parser met JSON nested too deep
+            details = [{"loc": ["body"], "msg": str(JsonTooDeepError()), "type": "json_too_deep"}]
+            message = _validation_message(details)
+            return _render(AppError(ErrorCode.VALIDATION_ERROR, message, status_code=422, details=details))
         code = _HTTP_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
         headers = dict(exc.headers) if exc.headers else None
         return _render(AppError(code, str(exc.detail), status_code=exc.status_code, headers=headers))

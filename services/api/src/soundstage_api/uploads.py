@@ -16,7 +16,6 @@ server's own files is read straight from storage instead (:mod:`soundstage_api.o
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -35,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from soundstage.errors import AppError, ErrorCode
 from soundstage.fetch import FetchedFile, fetch_to_file_async
 from soundstage.settings import Settings
+from soundstage_api.json_text import JsonTooDeepError, loads_bounded
 from soundstage_api.own_files import copy_own_file, current_own_files, own_file_name
 
 if TYPE_CHECKING:
@@ -267,7 +267,9 @@ def parse_form_parameters(
 
 def _params_object(text: str) -> dict[str, Any]:
     try:
-        data = json.loads(text)
+        data = loads_bounded(text)
+    except JsonTooDeepError as error:
+        raise form_error(f"the `params` part {error}.", ["body", PARAMS_PART], "json_too_deep") from error
     except ValueError as error:
         raise form_error("the `params` part is not valid JSON.", ["body", PARAMS_PART], "json_invalid") from error
     if not isinstance(data, dict):

@@ -28,7 +28,7 @@ class JobPending(BaseModel):
 class SRocksHealth(BaseModel):
     """`GET /srocks/`: S.Rocks' health check."""
 
-    status: str = Field(description="`healthy` while the API runs.")
+    status: str = Field(description="`healthy` once a MusicGen worker has loaded its model, `degraded` before that.")
     model: str = Field(description="The default MusicGen model, short name (`musicgen-small`).")
     device: str = Field(description="`cuda`, `cpu`, or `none` while no MusicGen or Demucs worker is live.")
     version: str = Field(description="Soundstage's version.")

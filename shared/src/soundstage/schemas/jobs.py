@@ -119,6 +119,11 @@ class JobView(BaseModel):
     )
 
 
+MAX_LIST_SKIP = 1_000_000_000
+"""The largest `skip` a listing takes: far past any page a client can reach, well inside the 64-bit OFFSET
+that SQLite and PostgreSQL accept (a larger one overflowed SQLite: a 500)."""
+
+
 class JobList(BaseModel):
     jobs: list[JobView] = Field(description="Newest first.")
     total: int = Field(description="Jobs matching the filter, ignoring limit/skip.")

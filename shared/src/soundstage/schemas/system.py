@@ -52,7 +52,11 @@ class Health(BaseModel):
     """musicgen-api's health fields first (`status`, `device`, `gpu_available`, `mps_available`,
     `models_loaded`), then ours."""
 
-    status: str = Field(description="`healthy` when the API runs; see `/ready` for dependencies.")
+    status: str = Field(
+        description="`healthy` when every pool (`musicgen`, `demucs`, `pipeline`) has a live worker with its models "
+        "loaded; `degraded` otherwise, with the reason per pool in `problems`. Always HTTP 200 while the API runs; "
+        "see `/ready` for the database, broker and storage."
+    )
     device: str = Field(description="Best device among live workers (`cuda` or `cpu`), `none` without workers.")
     gpu_available: bool = Field(description="True when any live worker has a GPU.")
     mps_available: bool = Field(
@@ -66,6 +70,11 @@ class Health(BaseModel):
     queues: list[QueueInfo] = Field(description="Each queue's depth, workers and served models.")
     workers: list[WorkerInfo] = Field(description="Live workers (heartbeat within 30 s).")
     auth_enabled: bool = Field(description="False when neither API_KEY nor API_KEYS is set.")
+    problems: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per pool that cannot serve right now, why: no live worker (its jobs wait in the queue), its "
+        "models still loading, or failed to load (the worker's reason). Empty when `status` is `healthy`.",
+    )
 
 
 class ReadyCheck(BaseModel):

@@ -77,11 +77,12 @@ _BAD_REQUEST: dict[int | str, dict[str, object]] = {
 @router.get("/", response_model=SRocksHealth, summary="S.Rocks: health check")
 @router.get("", response_model=SRocksHealth, include_in_schema=False)
 async def srocks_health(state: State) -> SRocksHealth:
-    """Always 200 while the API runs; `device` comes from the live workers, as in `GET /health`."""
+    """Always 200 while the API runs; `device` comes from the live workers, as in `GET /health`. `status` is
+    that of the MusicGen pool, the only one these routes use: `healthy` once a worker has loaded its model."""
     fleet = await run_in_threadpool(health, state)
     served = state.settings.musicgen.served_models
     return SRocksHealth(
-        status=fleet.status,
+        status="degraded" if "musicgen" in fleet.problems else "healthy",
         model=served[0].rsplit("/", 1)[-1],
         device=fleet.device,
         version=fleet.version,

@@ -13,6 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from soundstage.db import JobFile
 from soundstage.schemas import ErrorBody, StoredFile
+from soundstage.schemas.jobs import MAX_LIST_SKIP
 from soundstage.storage import validate_object_name
 from soundstage_api.auth import ApiKey
 from soundstage_api.ranges import parse_range
@@ -22,7 +23,7 @@ from soundstage_api.views import stored_file
 router = APIRouter(tags=["files"], dependencies=[ApiKey])
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Maximum files to return, 1-100. Default 50.")]
-Skip = Annotated[int, Query(ge=0, description="Files to skip. Default 0.")]
+Skip = Annotated[int, Query(ge=0, le=MAX_LIST_SKIP, description=f"Files to skip, 0-{MAX_LIST_SKIP:,}. Default 0.")]
 RangeHeader = Annotated[str | None, Header(alias="Range", description="e.g. `bytes=0-1023`")]
 IfNoneMatch = Annotated[str | None, Header(description="ETag from an earlier download: 304 if unchanged")]
 
@@ -75,7 +76,7 @@ def file_response(
     }
     if info.etag:
         headers["ETag"] = f'"{info.etag.strip(chr(34))}"'
-        if if_none_match and headers["ETag"] in {tag.strip() for tag in if_none_match.split(",")}:
+        if if_none_match and _none_match_hits(if_none_match, headers["ETag"]):
             return Response(status_code=304, headers={k: v for k, v in headers.items() if k != "Content-Length"})
     status = 200
     if byte_range:
@@ -85,3 +86,10 @@ def file_response(
         return Response(status_code=status, headers=headers, media_type=info.content_type)
     body = store.iter_range(info.name, start, end) if info.size else iter(())
     return StreamingResponse(body, status_code=status, headers=headers, media_type=info.content_type)
+
+
+def _none_match_hits(if_none_match: str, etag: str) -> bool:
+    """Whether ``If-None-Match`` names ``etag`` (RFC 9110 13.1.2: weak comparison, so ``W/"x"`` matches
+    ``"x"``; ``*`` matches any stored file)."""
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags

@@ -13,6 +13,7 @@ from soundstage.errors import AppError, ErrorCode
 from soundstage.pools import task_for_kind
 from soundstage.queue import enqueue_job
 from soundstage.schemas import ErrorBody, JobKind, JobList, JobStatus, JobView
+from soundstage.schemas.jobs import MAX_LIST_SKIP
 from soundstage_api.auth import ApiKey
 from soundstage_api.state import AppState, State
 from soundstage_api.views import job_view
@@ -41,11 +42,14 @@ def _children(state: AppState, job: Job) -> list[Job]:
 def list_jobs(  # noqa: PLR0917 - FastAPI query parameters
     state: State,
     limit: Annotated[int, Query(ge=1, le=200, description="Page size, 1-200. Default 50.")] = 50,
-    skip: Annotated[int, Query(ge=0, description="Jobs to skip. Default 0.")] = 0,
+    skip: Annotated[
+        int, Query(ge=0, le=MAX_LIST_SKIP, description=f"Jobs to skip, 0-{MAX_LIST_SKIP:,}. Default 0.")
+    ] = 0,
     status: Annotated[JobStatus | None, Query(description="Only jobs with this status.")] = None,
     kind: Annotated[JobKind | None, Query(description="Only jobs of this kind.")] = None,
     parent_id: Annotated[
-        str | None, Query(description="The steps of this multi-step job instead of the jobs clients submitted.")
+        str | None,
+        Query(max_length=64, description="The steps of this multi-step job instead of the jobs clients submitted."),
     ] = None,
 ) -> JobList:
     """The jobs clients submitted, newest first; with `parent_id`, the steps of that job."""

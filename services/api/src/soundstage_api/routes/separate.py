@@ -23,7 +23,6 @@ credentials.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from soundstage.pools import Queue, TaskName
 from soundstage.schemas import ErrorBody, JobCreated, JobKind, SeparateJobParams, SeparateOptions, SeparateUrlRequest
 from soundstage.schemas.separate import STEMS_BY_MODE
 from soundstage_api.auth import ApiKey
+from soundstage_api.json_text import JsonTooDeepError, loads_bounded
 from soundstage_api.routes.generate import ERRORS, resolve_model, submit_with_audio
 from soundstage_api.state import AppState, State
 from soundstage_api.uploads import (
@@ -249,7 +249,9 @@ async def _json_body(request: Request) -> object:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        return loads_bounded(raw)
+    except JsonTooDeepError as error:
+        raise RequestValidationError([{"loc": ["body"], "msg": str(error), "type": "json_too_deep"}]) from error
     except ValueError as error:
         raise RequestValidationError([{"loc": ["body"], "msg": "JSON decode error", "type": "json_invalid"}]) from error
 
@@ -299,7 +301,7 @@ def _form_names_url(form: ReceivedForm) -> bool:
     if URL_FIELD in form.fields:
         return True
     try:
-        params = json.loads(form.fields.get(PARAMS_PART, "null"))
+        params = loads_bounded(form.fields.get(PARAMS_PART, "null"))
     except ValueError:
         return False
     return isinstance(params, dict) and URL_FIELD in params

@@ -12,7 +12,7 @@ from soundstage import __version__, telemetry
 from soundstage.errors import ErrorCode
 from soundstage.pools import POOLS, Queue
 from soundstage.queue import queue_key
-from soundstage.schemas import ErrorDetail, Health, KindTimes, MetricsJson, QueueInfo, Ready, ReadyCheck
+from soundstage.schemas import ErrorDetail, Health, KindTimes, MetricsJson, QueueInfo, Ready, ReadyCheck, WorkerInfo
 from soundstage.workers import list_workers
 from soundstage_api.auth import ApiKey
 from soundstage_api.state import AppState, State
@@ -35,8 +35,15 @@ def health(state: State) -> Health:
         workers, depths = [], dict.fromkeys(Queue)
     gpu = any(w.gpu_available for w in workers)
     devices = {w.device for w in workers if w.queue in _MODEL_QUEUES}
+    problems = {
+        pool.name: problem
+        for pool in POOLS
+        if pool.settings_attr is not None
+        and (problem := pool_problem([w for w in workers if w.queue == pool.queue.value]))
+    }
     return Health(
-        status="healthy",
+        status="degraded" if problems else "healthy",
+        problems=problems,
         device="cuda" if "cuda" in devices else ("cpu" if devices else "none"),
         gpu_available=gpu,
         mps_available=False,
@@ -59,6 +66,18 @@ def health(state: State) -> Health:
         workers=workers,
         auth_enabled=settings.auth_enabled,
     )
+
+
+def pool_problem(workers: list[WorkerInfo]) -> str | None:
+    """Why a pool with these live workers cannot serve its jobs right now; None when one of them can."""
+    if not workers:
+        return "no live worker: its jobs wait in the queue until one starts"
+    if any(w.model_loaded for w in workers):
+        return None
+    errors = [w.load_error for w in workers if w.load_error]
+    if errors:
+        return f"no worker could load its models: {errors[0]}"
+    return "its workers are still loading their models"
 
 
 @router.get(
