@@ -46,7 +46,8 @@ def _machine_lock() -> Iterator[None]:
             finally:
                 _held.depth -= 1
             return
-        descriptor = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
+        # Read-only is enough for flock, and opens a lock file another user created (mode 0644 after umask).
+        descriptor = os.open(LOCK_PATH, os.O_RDONLY | os.O_CREAT, 0o666)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
             _held.depth = 1
