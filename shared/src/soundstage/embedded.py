@@ -145,12 +145,12 @@ class Stack:
             len(commands) - 1,
         )
 
-    def wait(self) -> int:
-        """Supervise the children until a stop signal; returns the exit code to use.
+    def wait(self) -> None:
+        """Supervise the children until a stop signal.
 
         A child that exits (a worker killed by the OOM killer, a crash, a device error that makes it quit on
-        purpose) is started again after a backoff, while the rest of the stack keeps serving: a job its
-        worker held goes back to the queue once the broker redelivers it."""
+        purpose) is started again after a backoff, while the rest of the stack keeps serving. A job the dead
+        worker held is taken up again only when the broker redelivers its message (BROKER_VISIBILITY_TIMEOUT)."""
         while not self.stopping.is_set():
             now = time.monotonic()
             for child in self.supervised:
@@ -167,7 +167,6 @@ class Stack:
                         delay,
                     )
             self.stopping.wait(0.2)
-        return 0
 
     def stop(self) -> None:
         for running in self.children:
@@ -227,7 +226,8 @@ def run(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         stack.start()
-        code = stack.wait()
+        stack.wait()
+        code = 0
     except PortInUseError as error:
         logger.error("%s", error)
         code = 1

@@ -35,6 +35,7 @@ def health(state: State) -> Health:
         workers, depths = [], dict.fromkeys(Queue)
     gpu = any(w.gpu_available for w in workers)
     devices = {w.device for w in workers if w.queue in _MODEL_QUEUES}
+    # Every pool with settings is expected to run (a reserved slot, settings_attr None, has no workers yet).
     problems = {
         pool.name: problem
         for pool in POOLS

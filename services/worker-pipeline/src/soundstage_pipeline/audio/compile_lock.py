@@ -30,31 +30,21 @@ LOCK_PATH = Path(tempfile.gettempdir()) / "soundstage-numba-compile.lock"
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_thread_lock = threading.RLock()
-_held = threading.local()
+_thread_lock = threading.Lock()
 
 
 @contextmanager
 def _machine_lock() -> Iterator[None]:
-    """The exclusive flock, once per thread however deeply nested (a second flock of the same file from
-    another descriptor of this process would wait for itself)."""
+    """The exclusive flock, held by one thread of this process at a time. The locked functions are leaves
+    (none calls another), so the lock is never taken twice by one thread."""
     with _thread_lock:
-        if getattr(_held, "depth", 0):
-            _held.depth += 1
-            try:
-                yield
-            finally:
-                _held.depth -= 1
-            return
         # Read-only is enough for flock, and opens a lock file another user created (mode 0644 after umask).
         descriptor = os.open(LOCK_PATH, os.O_RDONLY | os.O_CREAT, 0o666)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
-            _held.depth = 1
             try:
                 yield
             finally:
-                _held.depth = 0
                 fcntl.flock(descriptor, fcntl.LOCK_UN)
         finally:
             os.close(descriptor)
