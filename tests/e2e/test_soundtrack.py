@@ -146,11 +146,14 @@ def test_the_photo_memory_clients_call_works_unchanged(stack: Stack, s3_server: 
     # The stem-aware crossfades ran their separations on the Demucs pool, as steps of the soundtrack.
     steps = job["children"]
     separations = [step for step in steps if step["kind"] == "separate"]
-    assert {s["step"] for s in separations} >= {"separate:0:out", "separate:0:in", "separate:1:out", "separate:1:in"}
+    # One separation per transition: both sides around its 2 s crossfade (0.5 s margins), one Demucs segment.
+    assert [s["step"] for s in separations] == ["separate:0", "separate:1"]
     assert all(step["status"] == "completed" for step in steps)
     assert [s["step"] for s in steps if s["kind"] == "generate"][:3] == ["scene:0", "scene:1", "tail:0"]
     with client_of(stack) as client:
         assert client.get("/jobs", params={"parent_id": job_id}).json()["total"] == len(steps)
+        seconds = [client.get(f"/jobs/{s['job_id']}").json()["params"]["input_seconds"] for s in separations]
+        assert seconds == [pytest.approx(6.0, abs=0.01)] * 2
         assert job_id in {listed["job_id"] for listed in client.get("/jobs").json()["jobs"]}
     # The steps' intermediate audio goes (deleted once the completion is committed); the soundtrack stays.
     ids = [job_id, *(step["job_id"] for step in steps)]

@@ -56,7 +56,7 @@ class ChildJob(BaseModel):
     """One step of a multi-step job: itself a job, on the pool that owns its model (`GET /jobs/{job_id}`)."""
 
     job_id: str = Field(description="The step's own job id.")
-    step: str = Field(description="Which step it is (`scene:2`, `separate:0:out`, `finalize`, ...).")
+    step: str = Field(description="Which step it is (`scene:2`, `separate:0`, `finalize`, ...).")
     kind: JobKind = Field(description="`generate` (MusicGen), `separate` (Demucs) or `mix` (CPU).")
     stage: str | None = Field(default=None, description="The stage of the parent it belongs to.")
     status: JobStatus = Field(description="The step's status.")

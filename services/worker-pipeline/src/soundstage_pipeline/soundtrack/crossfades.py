@@ -30,6 +30,7 @@ from soundstage_pipeline.soundtrack import files
 from soundstage_pipeline.soundtrack.models import (
     Candidate,
     CrossfadeParams,
+    LaidStems,
     RescoreParams,
     Stems,
     Track,
@@ -74,9 +75,10 @@ def run_rescore(job: Job, store: ObjectStore, report: ProgressReporter) -> JobOu
         report(100.0 * done / len(params.candidates), f"transition {transition.index + 1}: scoring attempt")
         outgoing = _laid(store, transition.outgoing)
         opening = _shifted_opening(store, candidate, rate)
-        mixed = _mix(
-            store, transition, outgoing, opening, stems=candidate.stems, rate=rate, incoming_stems_start=opening[1]
-        )
+        stems = candidate.stems
+        if stems is not None:  # the opening's stems move with it
+            stems = stems.model_copy(update={"incoming": stems.incoming.model_copy(update={"start": opening[1]})})
+        mixed = _mix(store, transition, outgoing, opening, stems=stems, rate=rate)
         name = f"{job.id}_transition{transition.index}.wav"
         outputs.append(files.save(store, name, mixed, rate))
         override = _override(store, candidate, opening)
@@ -102,17 +104,15 @@ def _mix(
     *,
     stems: Stems | None,
     rate: int,
-    incoming_stems_start: int | None = None,
 ) -> np.ndarray:
-    """The crossfaded window ``[start, end)`` of a transition; stem by stem when ``stems`` are given (each laid
-    like its side's audio; the incoming stems at ``incoming_stems_start`` when it differs)."""
+    """The crossfaded window ``[start, end)`` of a transition; stem by stem when ``stems`` are given."""
     lo, hi = transition.start, transition.end
     out_window = span(*outgoing, lo, hi)
     in_window = span(*incoming, lo, hi)
     if stems is None:
         return crossfade(out_window, in_window)
-    out_stems = _stem_windows(store, stems.outgoing, outgoing[1], lo, hi)
-    in_stems = _stem_windows(store, stems.incoming, incoming_stems_start or incoming[1], lo, hi)
+    out_stems = stem_windows(store, stems.outgoing, lo, hi)
+    in_stems = stem_windows(store, stems.incoming, lo, hi)
     shared = sorted(set(out_stems) & set(in_stems))
     out_parts = {stem: out_stems[stem] for stem in shared}
     in_parts = {stem: in_stems[stem] for stem in shared}
@@ -125,8 +125,13 @@ def _mix(
     return stem_crossfade(out_parts, in_parts, swap_at=swap, swap_fade=round(BASS_SWAP_SECONDS * rate))
 
 
-def _stem_windows(store: ObjectStore, stems: dict[str, str], start: int, lo: int, hi: int) -> dict[str, np.ndarray]:
-    return {stem: span(files.load(store, name)[0], start, lo, hi) for stem, name in stems.items()}
+def stem_windows(store: ObjectStore, stems: LaidStems, lo: int, hi: int) -> dict[str, np.ndarray]:
+    """Timeline samples ``[lo, hi)`` of every stem, by stem."""
+    windows = {}
+    for stem, name in stems.files.items():
+        audio = files.load(store, name)[0][:, stems.offset : stems.offset + stems.length]
+        windows[stem] = span(audio, stems.start, lo, hi)
+    return windows
 
 
 def _shifted_opening(store: ObjectStore, candidate: Candidate, rate: int) -> Laid:

@@ -7,8 +7,9 @@ The stages, each a set of steps (child jobs) on the pool that owns the work:
   scene's prompt (its sound through the crossfade: the two are decoded side by side in one batch).
   Then ``prepare:k`` (CPU) tempo-matches scene k and places the cut into it. The next scene continues
   the prepared (tempo-matched) scene. ``extend`` tops the last scene up if a speed-up left it short.
-- **separating** (stem-aware crossfades): ``separate:i:out`` and ``separate:i:in`` split both sides of
-  every transition into stems on the Demucs pool.
+- **separating** (stem-aware crossfades): ``separate:i`` splits both sides of every transition around its
+  crossfade (its Pair: one file, one Demucs segment for a crossfade of up to about 3 s) into stems on the
+  Demucs pool.
 - **crossfading** and **scoring**: ``crossfade`` (CPU) crossfades and scores every transition.
 - **regenerating** (the quality loop, rounds r = 1..MAX_REGEN_ATTEMPTS): every failing transition gets
   ``regenerate:i:r``, the later scene's opening generated again with a new seed (MusicGen), separated
@@ -34,7 +35,7 @@ from soundstage_pipeline.decisions import Decision
 from soundstage_pipeline.soundtrack import step_params
 from soundstage_pipeline.soundtrack.models import CrossfadeParams, FinalizeParams, Prepared, RescoreParams, Window
 from soundstage_pipeline.soundtrack.results import best, completion
-from soundstage_pipeline.soundtrack.rows import SoundtrackRows, plan_of
+from soundstage_pipeline.soundtrack.rows import SoundtrackRows, plan_of, separation_keys
 
 __all__ = ["advance_soundtrack", "plan_of"]
 
@@ -109,12 +110,11 @@ class _Soundtrack:
         return self._wait("generating", GENERATING, self.rows.plan.count)
 
     def _separated(self) -> bool:
-        """Whether both sides of every transition are separated; creates the separations still missing."""
+        """Whether both sides of every transition are separated (in one Demucs job per transition: its Pair);
+        creates the separations still missing."""
         rows, done = self.rows, True
         for i in range(rows.plan.transitions):
-            transition = rows.transition(i)
-            for side, track in (("out", transition.outgoing), ("in", transition.incoming)):
-                key = f"separate:{i}:{side}"
+            for key, track in separation_keys(i, rows.transition(i)):
                 if rows.step(key) is None:
                     params = step_params.separate_params(rows, track.file, track.length)
                     self._add(key, JobKind.SEPARATE, params, "separating", SEPARATING, rows.plan.count)

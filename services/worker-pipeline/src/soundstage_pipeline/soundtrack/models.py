@@ -47,6 +47,19 @@ class Continuation(_Strict):
         return self.join - self.prompt + self.length
 
 
+class Pair(_Strict):
+    """Both sides of a transition around its crossfade, one after the other in one file, so that ONE Demucs
+    call separates them (htdemucs pads every call to its 7.8 s segment: two sides of a 2 s crossfade fill one
+    segment instead of two): samples ``[0, split)`` are the outgoing side, played from timeline sample
+    ``outgoing_start``, ``[split, length)`` the incoming side, played from ``incoming_start``."""
+
+    file: str
+    length: int
+    split: int
+    outgoing_start: int
+    incoming_start: int
+
+
 class Transition(_Strict):
     """Where transition ``index`` (scene index -> index + 1) crossfades, and the audio of both sides around it."""
 
@@ -61,6 +74,11 @@ class Transition(_Strict):
     incoming: Track = Field(description="The incoming side around it (padding before, context after).")
     tempo_from: float | None
     tempo_to: float | None
+    pair: Pair | None = Field(
+        default=None,
+        description="Both sides around the crossfade, for one separation (stem-aware crossfades only). None: "
+        "not stem-aware, or prepared before pairs existed (then each side is separated on its own).",
+    )
 
 
 class Prepared(_Strict):
@@ -94,15 +112,26 @@ class PrepareParams(_Strict):
     handoff: int | None = Field(description="Nominal handoff of this scene (None for the last).")
     total: int
     beat_aligned: bool
+    stem_aware: bool = Field(default=False, description="Store the transition's Pair for its separation.")
     tempo_threshold: float
     max_tempo_stretch: float
 
 
-class Stems(_Strict):
-    """The stems of a transition's two sides (file names by stem), separated on the Demucs pool."""
+class LaidStems(_Strict):
+    """Stems laid on the timeline: samples ``[offset, offset + length)`` of every stem's file (file names by
+    stem) play from timeline sample ``start``."""
 
-    outgoing: dict[str, str]
-    incoming: dict[str, str]
+    files: dict[str, str]
+    start: int
+    offset: int = 0
+    length: int
+
+
+class Stems(_Strict):
+    """The stems of a transition's two sides, separated on the Demucs pool."""
+
+    outgoing: LaidStems
+    incoming: LaidStems
 
 
 class CrossfadeParams(_Strict):

@@ -12,7 +12,8 @@
 4. The transition into it: the outgoing side is the previous scene joined to its tail; the cut goes to the
    nominal boundary, onto the outgoing side's nearest beat within the snap range, its edges onto zero
    crossings (see timeline.choose_cut); the audio of both sides around it is stored for the crossfade
-   step (and for the Demucs separations of a stem-aware crossfade).
+   step, and for a stem-aware crossfade both sides around the crossfade in one file (the Pair), which one
+   Demucs job separates.
 """
 
 from __future__ import annotations
@@ -28,14 +29,17 @@ from soundstage.storage import ObjectStore
 from soundstage_pipeline.audio.beats import BeatAnalysis, analyse_beats
 from soundstage_pipeline.audio.stretch import stretch_ratio, time_stretch
 from soundstage_pipeline.soundtrack import files
-from soundstage_pipeline.soundtrack.models import Prepared, PrepareParams, Track, Transition
+from soundstage_pipeline.soundtrack.models import Pair, Prepared, PrepareParams, Track, Transition
 from soundstage_pipeline.soundtrack.timeline import choose_cut, join_continuation, span
 
 logger = logging.getLogger(__name__)
 
 MATERIAL_SECONDS = 2.0
-"""Audio kept on each side of a crossfade: the quality scores compare two seconds before and after it, and
-Demucs separates the window with that much context."""
+"""Audio kept on each side of a crossfade: the quality scores compare two seconds before and after it."""
+PAIR_MARGIN_SECONDS = 0.5
+"""Audio kept on each side of the crossfade in a transition's Pair: Demucs' convolutions and its STFT (a
+4096-sample window) see the join between the two sides there, not inside the crossfade; two sides of a 2 s
+crossfade with this margin (6 s, plus the 1 s a shift pads) fill one 7.8 s htdemucs segment."""
 BEAT_CONTEXT_SECONDS = 20.0
 """How much of the outgoing side the beat tracker hears before a transition (enough bars to lock on)."""
 
@@ -136,10 +140,13 @@ def _plan_transition(
     in_lo = max(cut.start - context, shifted_start)
     in_hi = min(cut.end + context, shifted_start + incoming.shape[-1])
     out_name, in_name = f"{job.id}_outgoing.wav", f"{job.id}_incoming.wav"
-    stored = [
-        files.save(store, out_name, span(outgoing, outgoing_start, out_lo, out_hi), rate),
-        files.save(store, in_name, span(incoming, shifted_start, in_lo, in_hi), rate),
-    ]
+    out_side = span(outgoing, outgoing_start, out_lo, out_hi)
+    in_side = span(incoming, shifted_start, in_lo, in_hi)
+    stored = [files.save(store, out_name, out_side, rate), files.save(store, in_name, in_side, rate)]
+    pair = None
+    if params.stem_aware:
+        pair, pair_file = _pair(job, store, (out_side, out_lo), (in_side, in_lo), cut.start, cut.end, rate)
+        stored.append(pair_file)
     transition = Transition(
         index=params.index - 1,
         boundary=params.boundary,
@@ -152,8 +159,32 @@ def _plan_transition(
         incoming=Track(file=in_name, start=in_lo, length=in_hi - in_lo),
         tempo_from=previous.tempo,
         tempo_to=None,  # this scene's tempo after matching: set by run_prepare
+        pair=pair,
     )
     return transition, stored
+
+
+def _pair(  # noqa: PLR0917 - both sides and the crossfade they share
+    job: Job,
+    store: ObjectStore,
+    outgoing: tuple[np.ndarray, int],
+    incoming: tuple[np.ndarray, int],
+    start: int,
+    end: int,
+    rate: int,
+) -> tuple[Pair, NewFile]:
+    """Both sides over the crossfade ``[start, end)`` and PAIR_MARGIN_SECONDS around it (each side's audio
+    laid at its timeline sample), one after the other in one file for one separation."""
+    margin = round(PAIR_MARGIN_SECONDS * rate)
+    parts = []
+    for audio, audio_start in (outgoing, incoming):
+        lo, hi = max(start - margin, audio_start), min(end + margin, audio_start + audio.shape[-1])
+        parts.append((span(audio, audio_start, lo, hi), lo))
+    (out_part, out_lo), (in_part, in_lo) = parts
+    name = f"{job.id}_pair.wav"
+    both = np.concatenate([out_part, in_part], axis=-1)
+    pair = Pair(file=name, length=both.shape[-1], split=out_part.shape[-1], outgoing_start=out_lo, incoming_start=in_lo)
+    return pair, files.save(store, name, both, rate)
 
 
 def _beats(outgoing: np.ndarray, outgoing_start: int, until: int, rate: int) -> np.ndarray | None:

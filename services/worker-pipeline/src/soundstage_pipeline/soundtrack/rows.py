@@ -7,8 +7,26 @@ from typing import Any
 
 from soundstage.db import Family, Job, JobFile
 from soundstage.schemas import JobStatus, SoundtrackJobParams
-from soundstage_pipeline.soundtrack.models import Continuation, Prepared, Stems, Transition, Window, WindowsResult
+from soundstage_pipeline.soundtrack.models import (
+    Continuation,
+    LaidStems,
+    Prepared,
+    Stems,
+    Track,
+    Transition,
+    Window,
+    WindowsResult,
+)
 from soundstage_pipeline.soundtrack.plan import Scene, SoundtrackPlan, derive_seed, scene_prompt
+
+
+def separation_keys(i: int, transition: Transition) -> list[tuple[str, Track]]:
+    """The separation steps of transition i's stem-aware crossfade and what each separates: both sides in one
+    (``separate:i``, its Pair), or, for a transition prepared before pairs, one per side."""
+    pair = transition.pair
+    if pair is not None:
+        return [(f"separate:{i}", Track(file=pair.file, start=0, length=pair.length))]
+    return [(f"separate:{i}:out", transition.outgoing), (f"separate:{i}:in", transition.incoming)]
 
 
 def plan_of(params: SoundtrackJobParams) -> SoundtrackPlan:
@@ -88,9 +106,23 @@ class SoundtrackRows:
         return {str(stem): str(name) for stem, name in dict(self.result(key).get("stems") or {}).items()}
 
     def transition_stems(self, i: int) -> Stems | None:
+        """Transition i's stems, laid like its sides (None when the crossfade is not stem-aware)."""
         if not self.params.use_stem_aware_crossfade:
             return None
-        return Stems(outgoing=self.stems_of(f"separate:{i}:out"), incoming=self.stems_of(f"separate:{i}:in"))
+        transition = self.transition(i)
+        pair = transition.pair
+        if pair is not None:
+            both = self.stems_of(separation_keys(i, transition)[0][0])
+            incoming_length = pair.length - pair.split
+            return Stems(
+                outgoing=LaidStems(files=both, start=pair.outgoing_start, length=pair.split),
+                incoming=LaidStems(files=both, start=pair.incoming_start, offset=pair.split, length=incoming_length),
+            )
+        (out_key, outgoing), (in_key, incoming) = separation_keys(i, transition)
+        return Stems(
+            outgoing=LaidStems(files=self.stems_of(out_key), start=outgoing.start, length=outgoing.length),
+            incoming=LaidStems(files=self.stems_of(in_key), start=incoming.start, length=incoming.length),
+        )
 
     def windows_of(self, key: str) -> list[Window]:
         return WindowsResult.model_validate(self.result(key)).windows

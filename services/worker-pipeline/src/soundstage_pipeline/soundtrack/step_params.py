@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from soundstage.schemas import GenerateJobParams, SeparateJobParams
-from soundstage_pipeline.soundtrack.models import Candidate, Prepared, PrepareParams, Stems
+from soundstage_pipeline.soundtrack.models import Candidate, LaidStems, Prepared, PrepareParams, Stems
 from soundstage_pipeline.soundtrack.plan import Scene, derive_seed
 from soundstage_pipeline.soundtrack.prepare import MATERIAL_SECONDS
 from soundstage_pipeline.soundtrack.rows import SoundtrackRows
@@ -108,6 +108,7 @@ def prepare_params(rows: SoundtrackRows, k: int) -> dict[str, Any]:
         handoff=None if last else round(plan.handoff(k) * rate),
         total=round(plan.total * rate),
         beat_aligned=rows.params.use_beat_aligned_crossfade,
+        stem_aware=rows.params.use_stem_aware_crossfade,
         tempo_threshold=rows.params.tempo_threshold,
         max_tempo_stretch=rows.params.max_tempo_stretch,
     )
@@ -175,17 +176,20 @@ def regenerate_params(rows: SoundtrackRows, i: int, round_: int) -> dict[str, An
 def candidate(rows: SoundtrackRows, i: int, round_: int) -> Candidate:
     """A regenerated opening for the rescore step, with its stems when the crossfade is stem-aware."""
     splice = _room(rows, i)
-    stems = None
-    if rows.params.use_stem_aware_crossfade:
-        stems = Stems(
-            outgoing=rows.stems_of(f"separate:{i}:out"), incoming=rows.stems_of(f"separate:{i}:opening:{round_}")
-        )
     key = f"regenerate:{i}:{round_}"
+    opening = rows.continuation(key, rows.prepared(i).handoff or 0)
+    stems = None
+    transition_stems = rows.transition_stems(i)
+    if transition_stems is not None:
+        opening_stems = LaidStems(
+            files=rows.stems_of(f"separate:{i}:opening:{round_}"), start=opening.track.start, length=opening.length
+        )
+        stems = Stems(outgoing=transition_stems.outgoing, incoming=opening_stems)
     return Candidate(
         transition=rows.transition(i),
         attempt=round_,
         seed=int(rows.step_params(key)["seed"]),
-        opening=rows.continuation(key, rows.prepared(i).handoff or 0),
+        opening=opening,
         incoming=rows.prepared(i + 1).track,
         splice=splice[0],
         splice_length=splice[1],
