@@ -111,8 +111,9 @@ def _mix(
     in_window = span(*incoming, lo, hi)
     if stems is None:
         return crossfade(out_window, in_window)
-    out_stems = stem_windows(store, stems.outgoing, lo, hi)
-    in_stems = stem_windows(store, stems.incoming, lo, hi)
+    loaded: dict[str, np.ndarray] = {}  # a transition's Pair: both sides read the same stem files
+    out_stems = stem_windows(store, stems.outgoing, lo, hi, loaded)
+    in_stems = stem_windows(store, stems.incoming, lo, hi, loaded)
     shared = sorted(set(out_stems) & set(in_stems))
     out_parts = {stem: out_stems[stem] for stem in shared}
     in_parts = {stem: in_stems[stem] for stem in shared}
@@ -125,11 +126,17 @@ def _mix(
     return stem_crossfade(out_parts, in_parts, swap_at=swap, swap_fade=round(BASS_SWAP_SECONDS * rate))
 
 
-def stem_windows(store: ObjectStore, stems: LaidStems, lo: int, hi: int) -> dict[str, np.ndarray]:
-    """Timeline samples ``[lo, hi)`` of every stem, by stem."""
+def stem_windows(
+    store: ObjectStore, stems: LaidStems, lo: int, hi: int, loaded: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Timeline samples ``[lo, hi)`` of every stem, by stem; ``loaded`` keeps the files read, by name, so that
+    a file shared by both sides is read once."""
+    loaded = {} if loaded is None else loaded
     windows = {}
     for stem, name in stems.files.items():
-        audio = files.load(store, name)[0][:, stems.offset : stems.offset + stems.length]
+        if name not in loaded:
+            loaded[name] = files.load(store, name)[0]
+        audio = loaded[name][:, stems.offset : stems.offset + stems.length]
         windows[stem] = span(audio, stems.start, lo, hi)
     return windows
 
