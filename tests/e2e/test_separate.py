@@ -223,15 +223,20 @@ def test_killed_pool_process_is_retried_at_once(make_stack: StackFactory) -> Non
 def test_unavailable_model_fails_fast_with_model_unavailable(make_stack: StackFactory, tmp_path: Path) -> None:
     stack = make_stack(DEMUCS_MODELS=f"random:tiny,{tmp_path / 'missing.th'}")
     stack.start_api()
-    stack.start_worker(module=DEMUCS)
-    wait_until(
-        lambda: any(w["queue"] == "demucs" for w in httpx.get(stack.url + "/health").json()["workers"]),
-        120,
-        message=stack.logs(),
-    )
+    missing = str(tmp_path / "missing.th")
     with stack.client() as client:
         data = wav16(synth(44100, 2, 1.0), 44100)
-        job_id = submit(client, data, model=str(tmp_path / "missing.th"))
-        job = poll_job(client, job_id, {"completed", "failed"}, timeout=60)
+        job_id = submit(client, data, model=missing)  # no worker yet: queued for one
+        stack.start_worker(module=DEMUCS)
+        job = poll_job(client, job_id, {"completed", "failed"}, timeout=120)
         assert job["status"] == "failed" and job["error_code"] == "model_unavailable", job
         assert "not a `.th` or `.yaml` model file" in job["error"]
+        # Its live worker has said it cannot load the model: the next submission is refused at once.
+        wait_until(
+            lambda: any(missing in w["load_errors"] for w in client.get("/health").json()["workers"]),
+            30,
+            message=stack.logs(),
+        )
+        refused = client.post("/separate", files={"file": ("song.wav", data)}, data={"model": missing})
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "model_unavailable"
+        assert "not a `.th` or `.yaml` model file" in refused.json()["error"]["message"]

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from soundstage.pools import Queue
 from soundstage.settings import Settings
 from soundstage_api.app import create_app
+from tests.support.heartbeats import MUSICGEN_TINY, report
 from tests.support.messages import queued_tasks
 from tests.support.servers import RedisServer
 
@@ -135,6 +136,7 @@ def test_unknown_routes_and_files(client: TestClient) -> None:
 
 
 def test_auth_with_single_key(database_url: str, redis: RedisServer, tmp_path: Path) -> None:
+    report(redis.client(), "musicgen", MUSICGEN_TINY)  # a pool that can serve: /ready answers 200
     with make_client(database_url, redis, tmp_path, api_key="s3cret") as client:
         assert client.get("/jobs").status_code == 401
         assert client.get("/jobs", headers={"X-API-Key": "wrong"}).status_code == 403
@@ -154,6 +156,10 @@ def test_health_without_workers_and_openapi_documents_fields(client: TestClient)
     # musicgen-api's fields, with its types: a bool per model pool, and MPS (never used here).
     assert health["models_loaded"] == {"musicgen": False, "demucs": False}
     assert health["mps_available"] is False and health["loaded_models"] == []
+    # Not ready either: every submission would be refused or fail.
+    ready = client.get("/ready")
+    assert ready.status_code == 503 and ready.json()["down"] == ["workers"], ready.text
+    assert "no model pool" in ready.json()["checks"]["workers"]["error"]
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     ours = {name: schema for name, schema in schemas.items() if "ValidationError" not in name}
     assert {"GenerateRequest", "JobView", "JobCreated", "Health", "Ready", "ErrorBody"} <= set(ours)
@@ -175,13 +181,15 @@ def test_broker_down_is_503_and_recovers(database_url: str, tmp_path: Path) -> N
         assert response.json()["error"]["code"] == "broker_unavailable"
         assert response.headers["retry-after"]
         ready = client.get("/ready")
-        assert ready.status_code == 503 and ready.json()["down"] == ["broker"]
+        assert ready.status_code == 503 and ready.json()["down"] == ["broker", "workers"]
+        assert ready.json()["checks"]["broker"]["error"].endswith("(see the API's log)")  # no raw exception text
         assert client.get("/health").status_code == 200
         assert client.get("/metrics").status_code == 200
         # The refused job was not left behind as a queued row.
         assert client.get("/jobs").json()["total"] == 1
         redis.start()
         assert client.post("/generate", json={"prompt": "x"}).status_code == 200
+        report(redis.client(), "musicgen", MUSICGEN_TINY)  # its worker beats again
         assert client.get("/ready").status_code == 200
 
 

@@ -263,8 +263,10 @@ def test_public_reads(database_url: str, redis: RedisServer, tmp_path: Path, son
         client.headers["X-API-Key"] = "wrong"
         assert client.get("/jobs").status_code == (200 if public_reads else 403)
         assert client.delete(f"/jobs/{job_id}").status_code == 403
-        for open_route in ("/health", "/ready", "/metrics", "/srocks/"):
+        for open_route in ("/health", "/metrics", "/srocks/"):
             assert client.get(open_route).status_code == 200, open_route
+        ready = client.get("/ready")  # open too, and honest: no worker of any pool is up
+        assert ready.status_code == 503 and ready.json()["down"] == ["workers"]
         assert client.get("/health").json()["auth_enabled"] is True
 
 

@@ -100,3 +100,40 @@ def test_openapi_states_the_error_shape_and_the_key_errors_of_every_operation(cl
     assert {"401", "403"} <= set(document["paths"]["/files/"]["get"]["responses"])
     srocks = document["paths"]["/srocks/files/"]["get"]["responses"]
     assert "400" in srocks and "422" not in srocks  # S.Rocks answers its validation errors as 400
+
+
+def test_a_json_body_past_max_body_kb_is_a_413_even_without_a_length(
+    database_url: str, redis: RedisServer, tmp_path: Path
+) -> None:
+    def chunks() -> Iterator[bytes]:  # sent chunked: no Content-Length to refuse it by
+        yield b'{"prompt": "'
+        for _ in range(40):
+            yield b"x" * 1024
+        yield b'"}'
+
+    with make_client(database_url, redis, tmp_path, max_body_kb=32) as client:
+        error = _error(
+            client.post("/generate", content=chunks(), headers={"Content-Type": "application/json"}),
+            413,
+            "body_too_large",
+        )
+        assert error["details"] == {"max_bytes": 32 * 1024} and "MAX_BODY_KB" in error["message"]
+        assert client.get("/jobs").json()["total"] == 0
+        small = client.post("/generate", json={"prompt": "x" * 1000, "duration": 1})
+        assert small.status_code == 200, small.text  # under the cap, read and parsed as before
+
+
+def test_every_api_route_checks_its_key_before_the_body(client: TestClient) -> None:
+    from fastapi.routing import APIRoute
+
+    from soundstage_api.guarded_route import GuardedRoute
+
+    def walk(routes: list[object]) -> Iterator[object]:  # FastAPI keeps included routers' routes inside them
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            yield from walk(inner.routes) if inner is not None else [route]
+
+    routes = [route for route in walk(client.app.routes) if isinstance(route, APIRoute)]  # type: ignore[attr-defined]
+    assert routes and all(isinstance(route, GuardedRoute) for route in routes), [
+        route.path for route in routes if not isinstance(route, GuardedRoute)
+    ]

@@ -11,7 +11,7 @@ import sqlalchemy.exc
 from celery.exceptions import SoftTimeLimitExceeded
 
 from soundstage import telemetry
-from soundstage.db import Job, JobRepository, NewFile, create_db_engine, create_session_factory
+from soundstage.db import Job, JobRepository, NewFile, create_db_engine, create_session_factory, utcnow
 from soundstage.errors import AppError, ErrorCode
 from soundstage.jobrunner import JobOutput, JobRunner, ProgressReporter
 from soundstage.storage import LocalObjectStore
@@ -138,8 +138,9 @@ def test_a_job_whose_process_on_this_host_died_is_taken_over_at_once(
     job_id = repo.create(kind="generate", queue="musicgen", model="m", params={}).id
     dead = subprocess.Popen(["true"])  # a process of this host that has exited
     dead.wait()
-    repo.claim(job_id, worker=f"{socket.gethostname()}:{dead.pid}", max_attempts=3, stale_after_s=300)
-    repo.update_progress(job_id, 50.0, "running")  # a fresh heartbeat
+    dead_worker = f"{socket.gethostname()}:{dead.pid}"
+    repo.claim(job_id, worker=dead_worker, max_attempts=3, stale_after_s=300)
+    repo.update_progress(job_id, 50.0, "running", worker=dead_worker)  # a fresh heartbeat
 
     def execute(job: Job, report: ProgressReporter) -> JobOutput:
         return JobOutput(files=[])
@@ -184,3 +185,89 @@ def test_the_deadline_stops_a_job_at_its_next_progress_report(
     job = repo.get(job_id)
     assert job is not None and job.status == "failed" and job.error_code == "job_timeout"
     assert 0.5 <= time.monotonic() - started < 3 and reports > 10
+
+
+def test_a_run_whose_job_was_handed_back_stops_and_leaves_row_and_files_to_the_next(
+    parts: tuple[JobRepository, LocalObjectStore, JobRunner],
+) -> None:
+    repo, store, runner = parts
+    job_id = repo.create(kind="generate", queue="musicgen", model="m", params={}).id
+    published: list[str] = []
+
+    def execute(job: Job, report: ProgressReporter) -> JobOutput:
+        store.put_bytes(f"{job.id}_generated.wav", b"RIFF", "audio/wav")
+        repo.hand_back("w", lambda handed: published.append(handed.id))  # the worker is told to stop
+        report(50.0, "next step", force=True)
+        raise AssertionError("not stopped")
+
+    runner.run(job_id, execute)
+    job = repo.get(job_id)
+    assert job is not None and job.status == "queued" and job.attempts == 0 and published == [job_id]
+    assert store.read_bytes(f"{job_id}_generated.wav") == b"RIFF"
+
+
+def test_a_run_taken_over_before_it_completes_keeps_the_files_of_the_run_that_took_it(
+    parts: tuple[JobRepository, LocalObjectStore, JobRunner],
+) -> None:
+    repo, store, runner = parts
+    job_id = repo.create(kind="generate", queue="musicgen", model="m", params={}).id
+    name = f"{job_id}_generated.wav"
+
+    def execute(job: Job, report: ProgressReporter) -> JobOutput:
+        stored = store.put_bytes(name, b"RIFF", "audio/wav")
+        # This worker looked dead: the reaper gave the job to another, which is running it now.
+        repo.requeue_abandoned(set(), utcnow(), lambda _: None)
+        repo.claim(job_id, worker="w2", max_attempts=3, stale_after_s=300)
+        return JobOutput(files=[NewFile(name=name, content_type="audio/wav", size_bytes=stored.size)])
+
+    runner.run(job_id, execute)
+    job = repo.get(job_id)
+    assert job is not None and job.status == "processing" and job.worker == "w2" and job.attempts == 2
+    assert store.read_bytes(name) == b"RIFF"  # the other run writes the same name: deleting it would delete its output
+
+
+def _device_errors() -> list[tuple[BaseException, str, bool]]:
+    import torch
+
+    oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (/opt/secret/model.bin)")
+    return [
+        (oom, "model_oom", False),
+        (torch.AcceleratorError("CUDA error: an illegal memory access was encountered"), "device_error", True),
+        (RuntimeError("CUDA error: device-side assert triggered"), "device_error", True),
+        (RuntimeError("shape mismatch in /opt/secret/model.bin"), "generation_failed", False),
+    ]
+
+
+@pytest.mark.parametrize("case", _device_errors())
+def test_a_model_error_gets_a_code_a_message_for_the_client_and_an_incident_id_in_the_log(
+    parts: tuple[JobRepository, LocalObjectStore, JobRunner],
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    case: tuple[BaseException, str, bool],
+) -> None:
+    """(error raised by the model, code the client gets, whether the worker stops)"""
+    error, code, stops = case
+    repo, store, _ = parts
+    stopped: list[bool] = []
+    runner = JobRunner(
+        repo=repo,
+        store=store,
+        redis=redis_server.client(),
+        worker_name="w",
+        max_attempts=3,
+        on_broken_device=lambda: stopped.append(True),
+    )
+
+    def execute(job: Job, report: ProgressReporter) -> JobOutput:
+        raise error
+
+    job_id = repo.create(kind="generate", queue="musicgen", model="m", params={}).id
+    with caplog.at_level("ERROR", logger="soundstage.jobrunner"):
+        runner.run(job_id, execute)
+    job = repo.get(job_id)
+    assert job is not None and job.status == "failed" and job.error_code == code and job.error
+    assert "/opt/secret" not in job.error and str(error) not in job.error  # never the exception's own text
+    incident = job.error.split("incident ", 1)[1][:12]
+    logged = [record for record in caplog.records if incident in record.getMessage()]
+    assert logged and logged[0].exc_info is not None and logged[0].exc_info[1] is error
+    assert stopped == ([True] if stops else [])

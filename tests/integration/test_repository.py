@@ -7,7 +7,15 @@ import threading
 import pytest
 from sqlalchemy import text
 
-from soundstage.db import ClaimOutcome, JobRepository, NewChild, NewFile, create_db_engine, create_session_factory
+from soundstage.db import (
+    ClaimOutcome,
+    JobRepository,
+    NewChild,
+    NewFile,
+    Progress,
+    create_db_engine,
+    create_session_factory,
+)
 from soundstage.errors import AppError, ErrorCode
 from tests.support.waiting import wait_until
 
@@ -25,7 +33,7 @@ def test_claim_progress_complete(repo: JobRepository) -> None:
     job_id = new_job(repo)
     claim = repo.claim(job_id, worker="w1", max_attempts=3, stale_after_s=0)
     assert claim.outcome is ClaimOutcome.RUN and claim.job and claim.job.attempts == 1
-    assert repo.update_progress(job_id, 42.0, "decoding") is False
+    assert repo.update_progress(job_id, 42.0, "decoding", worker="w1") is Progress.RUNNING
     files = [
         NewFile(
             name=f"{job_id}_generated.wav",
@@ -36,7 +44,8 @@ def test_claim_progress_complete(repo: JobRepository) -> None:
             channels=1,
         )
     ]
-    assert repo.complete(job_id, files, {"seed": 1})
+    assert not repo.complete(job_id, files, {"seed": 1}, worker="w2")  # not that run's
+    assert repo.complete(job_id, files, {"seed": 1}, worker="w1")
     job = repo.get(job_id)
     assert job and job.status == "completed" and job.progress == 100 and job.finished_at
     assert [f.name for f in job.files] == [f"{job_id}_generated.wav"]
@@ -50,7 +59,9 @@ def test_redelivery_counts_attempts_and_never_duplicates_files(repo: JobReposito
     files = [NewFile(name=f"{job_id}_generated.wav", content_type="audio/wav", size_bytes=10)]
     repo.claim(job_id, worker="w1", max_attempts=3, stale_after_s=0)  # worker dies here
     assert repo.claim(job_id, worker="w2", max_attempts=3, stale_after_s=0).outcome is ClaimOutcome.RUN
-    assert repo.complete(job_id, files, {})
+    assert repo.update_progress(job_id, 5.0, "late", worker="w1") is Progress.NOT_OURS  # the old run stops
+    assert not repo.complete(job_id, files, {}, worker="w1")
+    assert repo.complete(job_id, files, {}, worker="w2")
     job = repo.get(job_id)
     assert job and job.attempts == 2 and len(job.files) == 1
 
@@ -61,7 +72,8 @@ def test_gives_up_after_max_attempts(repo: JobRepository) -> None:
         assert repo.claim(job_id, worker="w", max_attempts=2, stale_after_s=0).outcome is ClaimOutcome.RUN
     assert repo.claim(job_id, worker="w", max_attempts=2, stale_after_s=0).outcome is ClaimOutcome.GAVE_UP
     job = repo.get(job_id)
-    assert job and job.status == "failed" and job.error_code == ErrorCode.WORKER_LOST.value
+    assert job and job.status == "failed" and job.error_code == ErrorCode.ATTEMPTS_EXHAUSTED.value
+    assert job.error and "MAX_JOB_ATTEMPTS" in job.error
 
 
 def test_cancel_queued_running_and_finished(repo: JobRepository) -> None:
@@ -75,15 +87,15 @@ def test_cancel_queued_running_and_finished(repo: JobRepository) -> None:
     repo.claim(running, worker="w", max_attempts=3, stale_after_s=0)
     job, cancelled_now = repo.request_cancel(running)
     assert job.cancel_requested and not cancelled_now
-    assert repo.update_progress(running, 10.0, "x") is True
+    assert repo.update_progress(running, 10.0, "x", worker="w") is Progress.CANCEL_REQUESTED
     repo.mark_cancelled(running)
-    assert not repo.complete(running, [], {})
+    assert not repo.complete(running, [], {}, worker="w")
     job = repo.get(running)
     assert job and job.status == "cancelled"
 
     done = new_job(repo)
     repo.claim(done, worker="w", max_attempts=3, stale_after_s=0)
-    repo.complete(done, [], {})
+    repo.complete(done, [], {}, worker="w")
     with pytest.raises(AppError) as error:
         repo.request_cancel(done)
     assert error.value.status_code == 409
@@ -105,7 +117,7 @@ def test_fail_is_final(repo: JobRepository) -> None:
 def test_a_duplicate_delivery_of_a_live_job_is_busy_not_a_second_run(repo: JobRepository) -> None:
     job_id = new_job(repo)
     assert repo.claim(job_id, worker="w1", max_attempts=3, stale_after_s=60).outcome is ClaimOutcome.RUN
-    repo.update_progress(job_id, 10.0, "decoding")
+    repo.update_progress(job_id, 10.0, "decoding", worker="w1")
     duplicate = repo.claim(job_id, worker="w2", max_attempts=3, stale_after_s=60)
     assert duplicate.outcome is ClaimOutcome.BUSY
     job = repo.get(job_id)
@@ -138,11 +150,12 @@ def _family(repo: JobRepository) -> tuple[str, str]:
 def test_a_steps_progress_moves_its_parent_within_its_share_and_never_back(repo: JobRepository) -> None:
     parent, step = _family(repo)
     repo.claim(step, worker="w", max_attempts=3, stale_after_s=300)
-    assert repo.update_progress(step, 50.0, "half") is False
+    assert repo.update_progress(step, 50.0, "half", worker="w") is Progress.RUNNING
     shown = repo.get(parent)
     assert shown is not None and shown.progress == pytest.approx(30.0)
     assert shown.progress_detail == {"stage": "generating", "current_scene": 1}
-    repo.update_progress(step, 25.0, "back")  # a step's own progress may restart (a retry): the parent's not
+    # A step's own progress may restart (a retry): the parent's does not.
+    repo.update_progress(step, 25.0, "back", worker="w")
     shown = repo.get(parent)
     assert shown is not None and shown.progress == pytest.approx(30.0)
 
@@ -169,7 +182,7 @@ def test_cancelling_a_parent_cancels_its_steps(repo: JobRepository) -> None:
     running, waiting = repo.get(step), repo.get(queued.id)
     assert running is not None and running.status == "processing" and running.cancel_requested
     assert waiting is not None and waiting.status == "cancelled"
-    assert repo.update_progress(step, 60.0, None) is True
+    assert repo.update_progress(step, 60.0, None, worker="w") is Progress.CANCEL_REQUESTED
 
 
 def test_a_steps_progress_waits_for_its_parents_advance_and_never_deadlocks(
@@ -179,7 +192,7 @@ def test_a_steps_progress_waits_for_its_parents_advance_and_never_deadlocks(
     first too, so it waits for the advance instead of deadlocking with it (PostgreSQL would abort one)."""
     parent, step = _family(repo)
     repo.claim(step, worker="w", max_attempts=3, stale_after_s=300)
-    results: list[bool] = []
+    results: list[Progress] = []
     errors: list[BaseException] = []
     with repo.family(parent) as family:
         writer = threading.Thread(target=_record_progress, args=(repo, step, results, errors))
@@ -188,7 +201,7 @@ def test_a_steps_progress_waits_for_its_parents_advance_and_never_deadlocks(
             wait_until(lambda: _waiting_on_a_lock(database_url), 10, message="the progress write to wait on a lock")
         family.cancel_children()
     writer.join(30)
-    assert not writer.is_alive() and errors == [] and results == [True]
+    assert not writer.is_alive() and errors == [] and results == [Progress.CANCEL_REQUESTED]
 
 
 def _waiting_on_a_lock(database_url: str) -> bool:
@@ -204,8 +217,8 @@ def _waiting_on_a_lock(database_url: str) -> bool:
         engine.dispose()
 
 
-def _record_progress(repo: JobRepository, step: str, results: list[bool], errors: list[BaseException]) -> None:
+def _record_progress(repo: JobRepository, step: str, results: list[Progress], errors: list[BaseException]) -> None:
     try:
-        results.append(repo.update_progress(step, 40.0, "decoding"))
+        results.append(repo.update_progress(step, 40.0, "decoding", worker="w"))
     except BaseException as error:
         errors.append(error)

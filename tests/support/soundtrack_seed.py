@@ -105,7 +105,10 @@ def seed_soundtrack(env: Mapping[str, str], params: SoundtrackJobParams, scenes:
         audio = outputs[key]
         new = NewFile(name, "audio/wav", stored.size, audio.shape[-1] / RATE, RATE, int(audio.shape[0]))
         assert repo.complete(
-            step.id, [new], {"prompt_seconds": 0.0, "seed": 0, "device": "cpu", "random_weights": False}
+            step.id,
+            [new],
+            {"prompt_seconds": 0.0, "seed": 0, "device": "cpu", "random_weights": False},
+            worker="test-seed:0",
         )
     publisher = create_celery_app(settings, "test-seed")
     try:

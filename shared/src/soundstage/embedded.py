@@ -150,7 +150,7 @@ class Stack:
 
         A child that exits (a worker killed by the OOM killer, a crash, a device error that makes it quit on
         purpose) is started again after a backoff, while the rest of the stack keeps serving. A job the dead
-        worker held is taken up again only when the broker redelivers its message (BROKER_VISIBILITY_TIMEOUT)."""
+        worker held is queued again by the reaper (soundstage.reaper) within about a minute."""
         while not self.stopping.is_set():
             now = time.monotonic()
             for child in self.supervised:

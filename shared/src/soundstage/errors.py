@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     AUDIO_EMPTY = "audio_empty"
     AUDIO_TOO_LONG = "audio_too_long"
     UPLOAD_TOO_LARGE = "upload_too_large"
+    BODY_TOO_LARGE = "body_too_large"
     MODEL_NOT_MELODY = "model_not_melody"
     URL_NOT_ALLOWED = "url_not_allowed"
     URL_FETCH_FAILED = "url_fetch_failed"
@@ -46,7 +47,9 @@ class ErrorCode(StrEnum):
     MODEL_UNAVAILABLE = "model_unavailable"
     DURATION_EXCEEDS_MODEL_LIMIT = "duration_exceeds_model_limit"
     GENERATION_FAILED = "generation_failed"
-    WORKER_LOST = "worker_lost"
+    MODEL_OOM = "model_oom"
+    DEVICE_ERROR = "device_error"
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"
     JOB_TIMEOUT = "job_timeout"
     INTERNAL_ERROR = "internal_error"
 
@@ -87,6 +90,12 @@ class ModelUnavailableError(AppError):
 
 class JobCancelledError(Exception):
     """Raised from a progress callback when the job's cancellation was requested."""
+
+
+class JobHandedBackError(Exception):
+    """Raised from a progress callback once the job is no longer this run's: its worker handed it back to
+    the queue (an orderly stop), or the reaper gave it to another worker (this one looked dead). The run
+    ends without touching the job's row or files: they belong to the next run."""
 
 
 class JobTimedOutError(Exception):

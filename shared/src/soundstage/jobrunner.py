@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +19,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from soundstage import events, telemetry
 from soundstage.db.models import Job, utcnow
-from soundstage.db.repository import ClaimOutcome, JobRepository, NewFile
-from soundstage.errors import AppError, ErrorCode, JobCancelledError, JobTimedOutError
+from soundstage.db.repository import ClaimOutcome, JobRepository, NewFile, Progress
+from soundstage.device_faults import DeviceFault, device_fault
+from soundstage.errors import AppError, ErrorCode, JobCancelledError, JobHandedBackError, JobTimedOutError
 from soundstage.schemas.common import TERMINAL_VALUES, JobStatus
 from soundstage.storage import ObjectStore, StorageUnavailableError
 
@@ -59,18 +61,21 @@ class JobOutput:
 
 
 class ProgressReporter:
-    """Throttled progress writes; raises JobCancelledError once cancellation was requested, and
-    JobTimedOutError on any call (throttled or not: it costs a clock read) past the job's deadline.
+    """Throttled progress writes; raises JobCancelledError once cancellation was requested,
+    JobHandedBackError once the job is no longer this run's, and JobTimedOutError on any call (throttled
+    or not: it costs a clock read) past the job's deadline.
 
     A write the database refuses for a moment (a dropped connection, a lock timeout) is skipped, not
     raised: the job goes on and the next write tries again. Raising would end this run while the row
     still shows it running with a fresh heartbeat, so its redelivery would wait for that heartbeat to go
     stale before taking over."""
 
-    def __init__(self, repo: JobRepository, job_id: str, *, deadline: float | None = None) -> None:
-        """``deadline``: the ``time.monotonic()`` past which the job is stopped; None for none."""
+    def __init__(self, repo: JobRepository, job_id: str, *, worker: str, deadline: float | None = None) -> None:
+        """``worker``: whose run this is (the row must still name it); ``deadline``: the
+        ``time.monotonic()`` past which the job is stopped; None for none."""
         self._repo = repo
         self._job_id = job_id
+        self._worker = worker
         self._last_write = 0.0
         self._deadline = deadline
 
@@ -84,12 +89,14 @@ class ProgressReporter:
             return
         self._last_write = now
         try:
-            cancelled = self._repo.update_progress(self._job_id, percent, detail)
+            found = self._repo.update_progress(self._job_id, percent, detail, worker=self._worker)
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
             logger.warning("job %s: progress not written (%s); going on", self._job_id, type(error).__name__)
             return
-        if cancelled:
+        if found is Progress.CANCEL_REQUESTED:
             raise JobCancelledError(self._job_id)
+        if found is Progress.NOT_OURS:
+            raise JobHandedBackError(self._job_id)
 
 
 Execute = Callable[[Job, ProgressReporter], JobOutput]
@@ -140,10 +147,13 @@ class JobRunner:
         stale_after_s: float = 300.0,
         timeout_s: float | None = None,
         notify_parent: Callable[[str], None] | None = None,
+        on_broken_device: Callable[[], None] | None = None,
     ) -> None:
         """``timeout_s``: how long one run of a job may take (JOB_TIMEOUT_SECONDS), enforced through its
         progress reports. ``notify_parent(parent_id)`` is called whenever a step of a pipeline is found
-        finished (the pipeline pool then advances the parent); it must be safe to call more than once."""
+        finished (the pipeline pool then advances the parent); it must be safe to call more than once.
+        ``on_broken_device()`` is called after a job failed on a device that no longer works
+        (soundstage.device_faults): it stops this process."""
         self._repo = repo
         self._store = store
         self._redis = redis
@@ -152,6 +162,7 @@ class JobRunner:
         self._stale_after_s = stale_after_s
         self._timeout_s = timeout_s
         self._notify_parent = notify_parent
+        self._on_broken_device = on_broken_device
 
     def run(self, job_id: str, execute: Execute) -> None:
         """Run a delivered job. Raises JobBusyError when it is running elsewhere right now."""
@@ -179,7 +190,7 @@ class JobRunner:
             return
         if claim.outcome is ClaimOutcome.GAVE_UP:
             logger.error("job %s: gave up after %d attempts", job_id, job.attempts)
-            self._record(job, "failed", error_code=ErrorCode.WORKER_LOST.value)
+            self._record(job, "failed", error_code=ErrorCode.ATTEMPTS_EXHAUSTED.value)
             self._finished(job)
             return
         self._safe_metric(
@@ -221,9 +232,12 @@ class JobRunner:
     def _execute(self, job: Job, execute: Execute) -> None:
         started = time.monotonic()
         deadline = None if self._timeout_s is None else started + self._timeout_s
-        reporter = ProgressReporter(self._repo, job.id, deadline=deadline)
+        reporter = ProgressReporter(self._repo, job.id, worker=self._worker, deadline=deadline)
         try:
             output = execute(job, reporter)
+        except JobHandedBackError:
+            logger.info("job %s: handed back to the queue; this run stops", job.id)
+            return
         except JobCancelledError:
             logger.info("job %s: cancelled while running", job.id)
             self._repo.mark_cancelled(job.id)
@@ -242,30 +256,55 @@ class JobRunner:
             self._repo.fail(job.id, error.code, error.message)
             self._record(job, "failed", error_code=error.code.value)
             return
-        except Exception as error:  # a bug or a model error: fail this job, keep the worker
-            logger.exception("job %s: generation crashed", job.id)
-            # The exception's own text stays in the worker's log: it may hold paths or internals.
-            message = (
-                f"Generation failed: an unexpected error in the worker ({type(error).__name__}); its log has details."
-            )
-            self._repo.fail(job.id, ErrorCode.GENERATION_FAILED, message)
-            self._record(job, "failed", error_code=ErrorCode.GENERATION_FAILED.value)
+        except Exception as error:  # a bug, a model error or a device fault
+            self._model_error(job, error)
             return
-        if self._repo.complete(job.id, output.files, output.result):
+        if self._repo.complete(job.id, output.files, output.result, worker=self._worker):
             duration = time.monotonic() - started
             logger.info("job %s: completed in %.2f s", job.id, duration)
             self._record(job, "completed", duration_s=duration, audio_s=output.audio_seconds)
         else:
             now = self._repo.get(job.id)
-            if now is not None and now.status == JobStatus.COMPLETED.value:
-                # Finished by another run in the meantime: the names are the same, the files are its own now.
-                logger.info("job %s: completed elsewhere meanwhile; keeping its files", job.id)
+            if now is not None and (now.status == JobStatus.COMPLETED.value or now.worker != self._worker):
+                # Finished or taken over by another run meanwhile: the object names are the same, so the files
+                # are that run's now (deleting them would delete its outputs).
+                logger.info("job %s: completed or taken over elsewhere meanwhile; keeping the files", job.id)
                 return
             # Cancelled while we produced the files: drop ours.
             logger.info("job %s: cancelled at completion; discarding outputs", job.id)
             for new in output.files:
                 self._store.delete(new.name)
             self._record(job, "cancelled")
+
+    def _model_error(self, job: Job, error: Exception) -> None:
+        """Fail the job with a code and a message written for the client, with an incident id that finds the
+        exception in this worker's log (its text may hold paths or internals: clients never see it). A
+        broken device also stops this worker (``on_broken_device``) so that a fresh process replaces it."""
+        incident = uuid.uuid4().hex[:12]
+        fault = device_fault(error)
+        if fault is DeviceFault.OUT_OF_MEMORY:
+            code = ErrorCode.MODEL_OOM
+            message = (
+                f"The model ran out of memory on this job (incident {incident}): try a shorter duration, fewer "
+                "stems, or again when fewer jobs run."
+            )
+        elif fault is DeviceFault.BROKEN:
+            code = ErrorCode.DEVICE_ERROR
+            message = (
+                f"The worker's accelerator failed during this job (incident {incident}); the worker is replaced. "
+                "Submit the job again."
+            )
+        else:
+            code = ErrorCode.GENERATION_FAILED
+            message = (
+                f"Generation failed: an unexpected error in the worker (incident {incident}); its log has details."
+            )
+        logger.error("job %s: %s (incident %s)", job.id, code.value, incident, exc_info=error)
+        self._repo.fail(job.id, code, message)
+        self._record(job, "failed", error_code=code.value)
+        if fault is DeviceFault.BROKEN and self._on_broken_device is not None:
+            logger.critical("job %s: the device is broken for this process (incident %s); stopping", job.id, incident)
+            self._on_broken_device()
 
     def _record(
         self, job: Job, outcome: str, *, duration_s: float | None = None, audio_s: float = 0.0, error_code: str = ""

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from soundstage import reaper
 from soundstage.db import Job, JobRepository, create_db_engine, create_session_factory, utcnow
 from soundstage.errors import AppError, ErrorCode, ModelUnavailableError
 from soundstage.jobrunner import Execute, JobMissingError, JobOutput, JobRunner, ProgressReporter, transient_errors
-from soundstage.pools import Pool, TaskName
+from soundstage.pools import Pool, TaskName, task_for_kind
 from soundstage.queue import create_celery_app, enqueue_job
-from soundstage.schemas import JobTaskPayload, ModelCapabilities, WorkerInfo
+from soundstage.schemas import JobKind, JobTaskPayload, ModelCapabilities, WorkerInfo
 from soundstage.settings import Settings
 from soundstage.storage import ObjectStore, open_store
 from soundstage.workers import Heartbeat
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+HAND_BACK_SECONDS = 10.0
+"""How long a stopping worker waits for its running jobs to be handed back before it goes on stopping."""
 MISSING_JOB_RETRIES = 5
 """Deliveries of a message whose job row does not exist yet before it is dropped (see JobMissingError)."""
 
@@ -45,6 +50,9 @@ class JobServices:
     runner: JobRunner
     publisher: Celery  # sends tasks by name (a pipeline's next steps, a parent to advance)
     hostname: str  # `host:pid`, how the job rows and the worker registry name this process
+    # Set once this process hands its jobs back: a job delivered after that goes back to the broker
+    # untouched (its claim would name this process again, and the run it replaces would not notice).
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def build(cls, settings: Settings) -> JobServices:
@@ -66,8 +74,28 @@ class JobServices:
             stale_after_s=settings.job_heartbeat_timeout,
             timeout_s=settings.job_timeout_seconds,
             notify_parent=lambda parent_id: enqueue_job(publisher, TaskName.PIPELINE_ADVANCE, parent_id),
+            # A warm shutdown, as on SIGTERM: the other running jobs are handed back, the supervisor restarts us.
+            on_broken_device=lambda: os.kill(os.getpid(), signal.SIGTERM),
         )
         return cls(repo=repo, store=store, redis=redis, runner=runner, publisher=publisher, hostname=hostname)
+
+    def publish_again(self, job: Job) -> None:
+        """Send a job's task once more (it was handed back or reaped)."""
+        enqueue_job(self.publisher, task_for_kind(JobKind(job.kind)), job.id)
+
+    def hand_back(self) -> None:
+        """Queue every job this process runs again, at once (it is stopping); its runs end at their next
+        progress report."""
+        self.stopping.set()
+        try:
+            handed = self.repo.hand_back(self.hostname, self.publish_again)
+        except Exception:  # the database or broker is away: the reaper gives them back once this process is gone
+            logger.warning("could not hand the running jobs back", exc_info=True)
+            return
+        if handed:
+            logger.info(
+                "stopping: handed back to the queue at once: %d running job(s): %s", len(handed), ", ".join(handed)
+            )
 
 
 def task_payload(args: Any, kwargs: Any) -> JobTaskPayload | None:
@@ -103,15 +131,29 @@ def job_task_base(runner: Callable[[], JobRunner]) -> type[Task]:
 
 
 def connect_start_up(
-    app: Celery, *, load: Callable[[], None], start: Callable[[], None], stop: Callable[[], None], in_process: bool
+    app: Celery,
+    *,
+    load: Callable[[], None],
+    start: Callable[[], None],
+    stop: Callable[[], None],
+    in_process: bool,
+    stopping: Callable[[], None] | None = None,
 ) -> None:
     """Run ``start`` (heartbeat) when the worker (or each prefork child) starts, then ``load`` (models) in a
-    background thread; ``stop`` when it shuts down.
+    background thread; ``stop`` when it shuts down. ``stopping`` runs the moment a worker whose tasks run
+    in its own process is told to stop (SIGTERM, Ctrl-C), before it waits for its running tasks: it hands
+    their jobs back, so they end at once. (A prefork pool's children run short CPU steps, which finish.)
 
     Loading runs in the background because a prefork child must report to its parent within seconds of
     the fork or it is killed and replaced, and loading takes longer than that (far longer for real
     weights). A job that arrives first waits on its engine's lock."""
-    from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+    from celery.signals import (
+        worker_process_init,
+        worker_process_shutdown,
+        worker_ready,
+        worker_shutdown,
+        worker_shutting_down,
+    )
 
     def started(**_: Any) -> None:
         start()
@@ -120,8 +162,18 @@ def connect_start_up(
     def stopped(**_: Any) -> None:
         stop()
 
+    def shutting_down(**_: Any) -> None:
+        if stopping is None:
+            return
+        # Celery sends this from its signal handler, in the thread it interrupted: the hand-back runs in a
+        # thread of its own so that it never waits on a lock the interrupted code holds.
+        handing = threading.Thread(target=stopping, name="soundstage-hand-back", daemon=True)
+        handing.start()
+        handing.join(HAND_BACK_SECONDS)
+
     if in_process:
         worker_ready.connect(started, weak=False)
+        worker_shutting_down.connect(shutting_down, weak=False)
         worker_shutdown.connect(stopped, weak=False)
     else:
         worker_process_init.connect(started, weak=False)
@@ -286,7 +338,20 @@ class PoolRuntime(Generic[EngineT]):
         self.load_errors.pop(engine.model_ref, None)
 
     def start_heartbeat(self) -> None:
-        self.heartbeat = Heartbeat(self.services.redis, self.describe)
+        """The worker's registry entry, and the reaper that relies on every worker keeping one."""
+        services = self.services
+        self.heartbeat = Heartbeat(
+            services.redis,
+            self.describe,
+            after_beat=partial(
+                reaper.sweep,
+                services.repo,
+                services.redis,
+                services.publish_again,
+                sweeper=services.hostname,
+                idle_seconds=self.settings.job_reap_after_seconds,
+            ),
+        )
         self.heartbeat.start()
 
     def stop_heartbeat(self) -> None:
@@ -306,6 +371,7 @@ class PoolRuntime(Generic[EngineT]):
             random_weights=any(engine.info.random_weights for engine in loaded),
             model_loaded=len(loaded) == len(self.engines),
             load_error="; ".join(f"{ref}: {message}" for ref, message in self.load_errors.items()) or None,
+            load_errors=dict(self.load_errors),
             capabilities=[engine.capabilities() for engine in loaded] if self.pool.serves_models else [],
             seen_at=utcnow(),
         )
@@ -367,6 +433,7 @@ def create_pool_app(
         load=lambda: runtime().load_all(),
         stop=lambda: runtime().stop_heartbeat(),
         in_process=in_process_pool,
+        stopping=lambda: runtime().services.hand_back(),  # noqa: PLW0108 - runtime() exists only once started
     )
     return app
 
@@ -395,6 +462,10 @@ def _register_job_task(
             logger.error("%s: dropping a message without a valid payload (args %r, kwargs %r)", name, args, kwargs)
             return
         state = runtime()
+        if state.services.stopping.is_set():
+            from celery.exceptions import Reject
+
+            raise Reject("this worker is stopping", requeue=True)
         store = state.services.store
         run_delivered_job(
             celery_task,

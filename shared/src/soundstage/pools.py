@@ -114,6 +114,12 @@ POOLS: tuple[Pool, ...] = (
     ),
 )
 
+ADVANCED_KINDS = frozenset(
+    kind for pool in POOLS for kind, task in pool.job_tasks.items() if task is TaskName.PIPELINE_ADVANCE
+)
+"""Kinds of job that are parents advanced by their steps: no worker runs one as a unit, so none is ever
+handed back or reaped (their steps are)."""
+
 _BY_QUEUE = {pool.queue: pool for pool in POOLS}
 _BY_TASK = {task: pool for pool in POOLS for task in pool.tasks}
 _BY_KIND = {kind: pool for pool in POOLS for kind in pool.job_tasks}

@@ -83,6 +83,13 @@ class Settings(BaseSettings):
         description="Largest audio upload accepted, in MiB (1 MiB = 1,048,576 bytes); larger uploads get 413 "
         "`upload_too_large`, checked while the upload streams in.",
     )
+    max_body_kb: int = Field(
+        default=1024,
+        ge=16,
+        le=1024 * 1024,
+        description="Largest request body that is not a multipart upload (JSON), in KiB; a larger one gets 413 "
+        "`body_too_large` before it is read whole (and only once its key passed).",
+    )
     allow_private_urls: bool = Field(
         default=False,
         description="Let URL inputs (`melody_audio_url`, `audio_url`) reach loopback, private, link-local, CGNAT and "
@@ -162,7 +169,15 @@ class Settings(BaseSettings):
         "delivered again. Default: JOB_TIMEOUT_SECONDS + 300 (must exceed the longest job).",
     )
     max_job_attempts: int = Field(
-        default=3, ge=1, description="Deliveries of one job (after worker crashes) before it fails with worker_lost."
+        default=3,
+        ge=1,
+        description="Runs of one job (each ended by its worker dying) before it fails with attempts_exhausted.",
+    )
+    job_reap_after_seconds: float = Field(
+        default=45,
+        ge=1,
+        description="A running job whose worker has left the registry (30 s after its process died) and whose "
+        "row was not written for this long is queued again by the reaper (checked every 10 s).",
     )
     job_heartbeat_timeout: float = Field(
         default=300,

@@ -42,11 +42,15 @@ def list_workers(redis: Any) -> list[WorkerInfo]:
 
 
 class Heartbeat:
-    """Background thread that keeps a worker's registry entry fresh until stopped."""
+    """Background thread that keeps a worker's registry entry fresh until stopped, and runs ``after_beat``
+    (the reaper's sweep) after each beat: one loop per process for everything periodic."""
 
-    def __init__(self, redis: Any, describe: Callable[[], WorkerInfo]) -> None:
+    def __init__(
+        self, redis: Any, describe: Callable[[], WorkerInfo], after_beat: Callable[[], object] | None = None
+    ) -> None:
         self._redis = redis
         self._describe = describe
+        self._after_beat = after_beat
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="soundstage-heartbeat", daemon=True)
 
@@ -71,5 +75,10 @@ class Heartbeat:
     def _run(self) -> None:
         while True:
             self.beat()
+            if self._after_beat is not None:
+                try:
+                    self._after_beat()
+                except Exception:  # the database or Redis is away for a moment: the next beat tries again
+                    logger.warning("periodic task after the heartbeat failed", exc_info=True)
             if self._stop.wait(REFRESH_SECONDS):
                 return

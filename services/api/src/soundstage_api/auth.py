@@ -21,7 +21,8 @@ from soundstage.settings import Settings
 from soundstage_api.own_files import OwnFiles, remember_own_files
 from soundstage_api.state import State
 
-_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Required when the server sets API_KEY(S).")
+KEY_HEADER = "X-API-Key"
+_header = APIKeyHeader(name=KEY_HEADER, auto_error=False, description="Required when the server sets API_KEY(S).")
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 
@@ -83,5 +84,7 @@ async def require_api_key_401(request: Request, state: State, key: Annotated[str
         )
 
 
+KEY_CHECKS = (require_api_key, require_api_key_401)
+"""The key checks a route may declare: soundstage_api.guarded_route runs them before reading the body."""
 ApiKey = Depends(require_api_key)
 ApiKeyOr401 = Depends(require_api_key_401)

@@ -2,7 +2,7 @@
 
 from soundstage.db.family import Family, NewChild
 from soundstage.db.models import Base, Job, JobFile, new_job_id, utcnow
-from soundstage.db.repository import Claim, ClaimOutcome, JobRepository, NewFile, detail
+from soundstage.db.repository import Claim, ClaimOutcome, JobRepository, NewFile, Progress, detail
 from soundstage.db.session import create_db_engine, create_session_factory
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "JobRepository",
     "NewChild",
     "NewFile",
+    "Progress",
     "create_db_engine",
     "create_session_factory",
     "detail",

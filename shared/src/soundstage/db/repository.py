@@ -11,12 +11,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from soundstage.db import handback
 from soundstage.db.family import MAX_DEPTH, Family, cancel_jobs, move_parent_progress, new_job
+from soundstage.db.handback import Publish
 from soundstage.db.models import Job, JobFile, utcnow
 from soundstage.errors import AppError, ErrorCode
 from soundstage.schemas.common import TERMINAL_VALUES, JobStatus
@@ -40,6 +42,14 @@ class ClaimOutcome(Enum):
     CANCELLED = "cancelled"  # cancel was requested before a redelivery
     GAVE_UP = "gave_up"  # delivered too many times (crashed its worker each time)
     BUSY = "busy"  # running elsewhere with a fresh heartbeat: look again later
+
+
+class Progress(Enum):
+    """What a progress write found."""
+
+    RUNNING = "running"
+    CANCEL_REQUESTED = "cancel_requested"
+    NOT_OURS = "not_ours"  # the row no longer names this run's worker: handed back or reaped
 
 
 @dataclass(frozen=True)
@@ -181,10 +191,10 @@ class JobRepository:
                 return Claim(ClaimOutcome.CANCELLED, job)
             if job.attempts >= max_attempts:
                 _finish(job, JobStatus.FAILED, now, detail="failed")
-                job.error_code = ErrorCode.WORKER_LOST.value
+                job.error_code = ErrorCode.ATTEMPTS_EXHAUSTED.value
                 job.error = (
-                    f"The job was started {job.attempts} times and its worker stopped each time "
-                    "(crash or out of memory); giving up."
+                    f"The job was started {job.attempts} times (MAX_JOB_ATTEMPTS) and its worker stopped "
+                    "each time before it finished (a crash or out of memory); giving up."
                 )
                 return Claim(ClaimOutcome.GAVE_UP, job)
             job.status = JobStatus.PROCESSING.value
@@ -196,34 +206,64 @@ class JobRepository:
             job.progress_detail = detail("starting")
             return Claim(ClaimOutcome.RUN, job)
 
-    def update_progress(self, job_id: str, progress: float, message: str | None) -> bool:
-        """Store progress; returns True when the job's cancellation was requested. A step of a pipeline
-        moves its parent's progress too (within the share the step covers, never backwards), and the
-        parent shows the step's detail."""
+    def update_progress(self, job_id: str, progress: float, message: str | None, *, worker: str) -> Progress:
+        """Store the progress of ``worker``'s run of a job, and say whether its cancellation was requested or
+        the job is no longer that run's. A step of a pipeline moves its parent's progress too (within the
+        share the step covers, never backwards), and the parent shows the step's detail."""
         percent = max(0.0, min(progress, 100.0))
         now = utcnow()
         with self._sessions.begin() as session:
-            row = session.execute(select(Job.parent_id, Job.pipeline).where(Job.id == job_id)).one_or_none()
-            if row is None:
-                return False
+            row = session.execute(
+                select(Job.parent_id, Job.pipeline, Job.status, Job.worker).where(Job.id == job_id)
+            ).one_or_none()
+            if row is None or row.status != JobStatus.PROCESSING.value or row.worker != worker:
+                return Progress.NOT_OURS
             # The parent's row first, then the step's: the order in which the parent's advance and a
             # cancellation lock them (parent, then steps), so the two can never deadlock.
             if row.parent_id is not None and row.pipeline:
                 move_parent_progress(session, row.parent_id, row.pipeline, percent, now)
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == JobStatus.PROCESSING.value)
-                .values(progress=percent, progress_detail=detail(message), heartbeat_at=now)
+            written = cast(
+                CursorResult[Any],
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == JobStatus.PROCESSING.value, Job.worker == worker)
+                    .values(progress=percent, progress_detail=detail(message), heartbeat_at=now)
+                ),
             )
-            return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+            if not written.rowcount:
+                return Progress.NOT_OURS  # handed back between the read and the write
+            cancelled = bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+            return Progress.CANCEL_REQUESTED if cancelled else Progress.RUNNING
 
-    def complete(self, job_id: str, files: list[NewFile], result: dict[str, Any]) -> bool:
-        """Record the outputs and complete the job; False if it is no longer running, or its cancellation
-        was asked for while it finished (it ends `cancelled` then, and the caller drops the outputs)."""
+    def hand_back(self, worker: str, publish: Publish) -> list[str]:
+        """Queue every job ``worker`` runs again, at once (it is stopping); see soundstage.db.handback."""
+        with self._sessions.begin() as session:
+            return handback.hand_back(session, worker, publish)
+
+    def requeue_abandoned(
+        self, live_workers: set[str], idle_before: datetime, publish: Publish, *, limit: int = 100
+    ) -> list[str]:
+        """Queue again the running jobs whose worker is not in ``live_workers`` and whose rows were last
+        written before ``idle_before`` (their worker died); returns their ids."""
+        with self._sessions() as session:
+            candidates = handback.abandoned_candidates(session, idle_before, limit)
+        requeued = []
+        for job_id, worker in candidates:
+            if worker in live_workers:
+                continue
+            with self._sessions.begin() as session:
+                if handback.requeue_abandoned(session, job_id, worker, idle_before, publish):
+                    requeued.append(job_id)
+        return requeued
+
+    def complete(self, job_id: str, files: list[NewFile], result: dict[str, Any], *, worker: str) -> bool:
+        """Record the outputs of ``worker``'s run and complete the job; False if it is no longer that run's
+        (finished, handed back, taken over), or its cancellation was asked for while it finished (it ends
+        `cancelled` then, and the caller drops the outputs)."""
         now = utcnow()
         with self._sessions.begin() as session:
             job = session.get(Job, job_id, with_for_update=True)
-            if job is None or job.status != JobStatus.PROCESSING.value:
+            if job is None or job.status != JobStatus.PROCESSING.value or job.worker != worker:
                 return False
             if job.cancel_requested:
                 _finish(job, JobStatus.CANCELLED, now, detail="cancelled")

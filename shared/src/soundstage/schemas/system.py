@@ -35,6 +35,9 @@ class WorkerInfo(BaseModel):
     models_loaded: list[str] = Field(default_factory=list, description="Models this worker has loaded.")
     model_loaded: bool = Field(description="Whether every model the worker serves is loaded.")
     load_error: str | None = Field(default=None, description="Why the model failed to load, if it did.")
+    load_errors: dict[str, str] = Field(
+        default_factory=dict, description="Why each model that failed to load did, by model."
+    )
     capabilities: list[ModelCapabilities] = Field(
         default_factory=list, description="What each loaded model can do (melody, channels, sources, segment, rate)."
     )

@@ -22,6 +22,7 @@ from soundstage.errors import AppError, ErrorCode
 from soundstage.schemas import ErrorBody, GenerateRequest, HostedGenerateRequest
 from soundstage.settings import HOSTED_MODEL_SIZES, Settings
 from soundstage_api.auth import ApiKeyOr401
+from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.routes.compat_common import WAIT_RESPONSES, generate_and_wait
 from soundstage_api.routes.files import file_response
 from soundstage_api.state import State
@@ -29,7 +30,9 @@ from soundstage_api.state import State
 PREFIX = "/segmind/v1"
 SLUG_PREFIX = "meta-musicgen-"
 
-router = APIRouter(prefix=PREFIX, tags=["compat: hosted MusicGen"], dependencies=[ApiKeyOr401])
+router = APIRouter(
+    route_class=GuardedRoute, prefix=PREFIX, tags=["compat: hosted MusicGen"], dependencies=[ApiKeyOr401]
+)
 
 _RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"audio/wav": {}}, "description": "The generated WAV (16-bit PCM, 32 kHz)"},

@@ -21,7 +21,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from soundstage.db import Job
@@ -29,6 +28,7 @@ from soundstage.errors import AppError
 from soundstage.schemas import ErrorBody, GenerateRequest, SRocksFile, SRocksGenerated, SRocksGenerateRequest
 from soundstage.schemas.compat import SRocksHealth
 from soundstage_api.auth import ApiKey
+from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.routes.compat_common import WAIT_RESPONSES, generate_and_wait
 from soundstage_api.routes.files import DOWNLOAD_RESPONSES, IfNoneMatch, Limit, RangeHeader, Skip, file_response
 from soundstage_api.routes.files import stored_files as stored_file_rows
@@ -41,8 +41,8 @@ TIMESTAMP = "%Y%m%d_%H%M%S"
 LISTED_AT = "%Y-%m-%d %H:%M:%S"
 
 
-class BadRequestRoute(APIRoute):
-    """A route that answers its validation errors (422 elsewhere in the API) as 400, body unchanged."""
+class BadRequestRoute(GuardedRoute):
+    """A guarded route that answers its validation errors (422 elsewhere in the API) as 400, body unchanged."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

@@ -16,11 +16,12 @@ from soundstage.schemas import ErrorBody, StoredFile
 from soundstage.schemas.jobs import MAX_LIST_SKIP
 from soundstage.storage import validate_object_name
 from soundstage_api.auth import ApiKey
+from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.ranges import parse_range
 from soundstage_api.state import AppState, State
 from soundstage_api.views import stored_file
 
-router = APIRouter(tags=["files"], dependencies=[ApiKey])
+router = APIRouter(route_class=GuardedRoute, tags=["files"], dependencies=[ApiKey])
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Maximum files to return, 1-100. Default 50.")]
 Skip = Annotated[int, Query(ge=0, le=MAX_LIST_SKIP, description=f"Files to skip, 0-{MAX_LIST_SKIP:,}. Default 0.")]

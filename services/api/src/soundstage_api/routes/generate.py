@@ -41,13 +41,15 @@ from soundstage.settings import Settings
 from soundstage.storage import content_type_for
 from soundstage_api.auth import ApiKey
 from soundstage_api.errors import unavailable
+from soundstage_api.guarded_route import GuardedRoute
+from soundstage_api.serving import require_servable
 from soundstage_api.state import AppState, State
 from soundstage_api.uploads import fetched_url
 from soundstage_api.views import job_view
 from soundstage_api.waiting import is_finished, pending_response, requested_wait, wait_for_job
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["generate"], dependencies=[ApiKey])
+router = APIRouter(route_class=GuardedRoute, tags=["generate"], dependencies=[ApiKey])
 
 ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody, "description": "X-API-Key missing"},
@@ -149,6 +151,8 @@ async def submit_with_melody(
 ) -> JobCreated:
     """`submit` a job; with `melody_audio_url`, first check that `model` is a melody model, fetch the melody
     and store it with the job as `{job_id}_melody.<ext>` (`params(name)` gets its name, else None)."""
+    if pool_of_task(task).serves_models:
+        require_servable(state.capabilities, pool_of_task(task).queue, model)  # before fetching anything
     if melody_audio_url is None:
         return await run_in_threadpool(submit, state, kind=kind, task=task, model=model, params=params(None))
     require_melody_model(model, state)
@@ -259,9 +263,13 @@ def submit(
 ) -> JobCreated:
     """Write the job row, store its attachments, then enqueue it.
 
-    A job whose attachments could not be stored (503 `storage_unavailable`) or that the
-    broker refused (503 `broker_unavailable`) is removed again, with what was stored for it.
+    A job no live worker can serve is refused first (503 `model_unavailable`, soundstage_api.serving). A job
+    whose attachments could not be stored (503 `storage_unavailable`) or that the broker refused (503
+    `broker_unavailable`) is removed again, with what was stored for it.
     """
+    pool = pool_of_task(task)
+    if pool.serves_models:
+        require_servable(state.capabilities, pool.queue, model)
     job = state.repo.create(
         kind=kind.value, queue=pool_of_task(task).queue.value, model=model, params=params, job_id=job_id
     )

@@ -15,11 +15,12 @@ from soundstage.queue import enqueue_job
 from soundstage.schemas import ErrorBody, JobKind, JobList, JobStatus, JobView
 from soundstage.schemas.jobs import MAX_LIST_SKIP
 from soundstage_api.auth import ApiKey
+from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.state import AppState, State
 from soundstage_api.views import job_view
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["jobs"], dependencies=[ApiKey])
+router = APIRouter(route_class=GuardedRoute, tags=["jobs"], dependencies=[ApiKey])
 
 JobId = Annotated[str, Path(description="The id returned by the submitting call.")]
 _NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"model": ErrorBody, "description": "Unknown job"}}

@@ -23,11 +23,13 @@ from soundstage.schemas import ErrorBody, JobCreated, JobKind, SoundtrackJobPara
 from soundstage.schemas.generate import SEED_MAX
 from soundstage.schemas.separate import STEMS_BY_MODE, SeparateOptions
 from soundstage_api.auth import ApiKey
+from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.routes.generate import ERRORS, resolve_model, submit_with_melody
 from soundstage_api.routes.separate import validate_separation
+from soundstage_api.serving import require_servable
 from soundstage_api.state import AppState, State
 
-router = APIRouter(tags=["generate"], dependencies=[ApiKey])
+router = APIRouter(route_class=GuardedRoute, tags=["generate"], dependencies=[ApiKey])
 
 _SOUNDTRACK_ERRORS: dict[int | str, dict[str, object]] = {
     **ERRORS,
@@ -57,6 +59,10 @@ async def generate_soundtrack(body: SoundtrackRequest, state: State) -> JobCreat
     _check_limits(body, settings.soundtrack)
     model = resolve_model(body.model, settings.musicgen.served_models)
     demucs_model = _demucs_model(body, state)
+    # The pipeline pool loads no model: its steps need the MusicGen (and Demucs) pools to serve theirs.
+    require_servable(state.capabilities, Queue.MUSICGEN, model)
+    if demucs_model is not None:
+        require_servable(state.capabilities, Queue.DEMUCS, demucs_model)
     return await submit_with_melody(
         state,
         kind=JobKind.SOUNDTRACK,

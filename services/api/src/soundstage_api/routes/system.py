@@ -15,10 +15,11 @@ from soundstage.queue import queue_key
 from soundstage.schemas import ErrorDetail, Health, KindTimes, MetricsJson, QueueInfo, Ready, ReadyCheck, WorkerInfo
 from soundstage.workers import list_workers
 from soundstage_api.auth import ApiKey
+from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.state import AppState, State
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["system"])
+router = APIRouter(route_class=GuardedRoute, tags=["system"])
 
 _MODEL_QUEUES = {pool.queue.value for pool in POOLS if pool.serves_models}
 
@@ -84,14 +85,17 @@ def pool_problem(workers: list[WorkerInfo]) -> str | None:
 @router.get(
     "/ready",
     response_model=Ready,
-    summary="Readiness: database, broker and storage",
+    summary="Readiness: database, broker, storage and a pool that can serve",
     responses={503: {"model": Ready, "description": "Something is down; `down` names it"}},
 )
 def ready(state: State) -> Response:
+    """Ready when the database, the broker and the storage answer and at least one model pool has a live
+    worker with its models loaded (`workers`): before that every submission would be refused or fail."""
     checks = {
         "database": _check(state.repo.ping),
         "broker": _check(state.redis.ping),
         "storage": _check(state.store.check),
+        "workers": _serving_check(state),
     }
     down = [name for name, check in checks.items() if not check.ok]
     body = Ready(status="ready" if not down else "unavailable", checks=checks, down=down)
@@ -104,8 +108,26 @@ def _check(probe: object) -> ReadyCheck:
     try:
         probe()  # type: ignore[operator]
     except Exception as error:
-        return ReadyCheck(ok=False, error=f"{type(error).__name__}: {error}"[:300])
+        # The exception's text (hosts, paths, driver internals) stays in the log; the answer names its type.
+        logger.warning("ready: %s failed: %s", getattr(probe, "__qualname__", probe), error)
+        return ReadyCheck(ok=False, error=f"{type(error).__name__} (see the API's log)")
     return ReadyCheck(ok=True)
+
+
+def _serving_check(state: AppState) -> ReadyCheck:
+    try:
+        workers = list_workers(state.redis)
+    except Exception as error:
+        logger.warning("ready: cannot read the worker registry: %s", error)
+        return ReadyCheck(ok=False, error="the worker registry (Redis) cannot be read")
+    serving = [
+        pool.name
+        for pool in POOLS
+        if pool.serves_models and any(w.model_loaded for w in workers if w.queue == pool.queue.value)
+    ]
+    if serving:
+        return ReadyCheck(ok=True)
+    return ReadyCheck(ok=False, error="no model pool has a live worker with its models loaded (see /health `problems`)")
 
 
 @router.get(

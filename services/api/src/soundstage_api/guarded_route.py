@@ -1,0 +1,98 @@
+"""The route class of every API router: the key is checked before a byte of the body is read, and a body
+that is not a multipart upload is read through a size cap.
+
+FastAPI reads and parses a route's JSON body before it solves the route's dependencies, so a 300 MB
+`POST /generate` without a key was parsed whole (12 s, 1 GB of memory) before its 401. A
+:class:`GuardedRoute` first runs the route's own key check (the ``require_api_key*`` dependency it
+declares: it needs only the headers, and FastAPI runs it again later at no cost), then reads the body of a
+request that is not ``multipart/form-data`` with at most MAX_BODY_KB (413 ``body_too_large``: at once when
+``Content-Length`` says so, else as soon as the bytes pass it) and hands the route a request that replays
+those bytes. Multipart uploads are streamed to disk by their routes, with their own caps
+(soundstage_api.uploads).
+
+The cap is the server's setting, read per request, which is why this is not FastAPI's own per-route
+``max_body_size`` (fixed when the routes are declared, at import).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.types import Message
+
+from soundstage.errors import AppError, ErrorCode
+from soundstage_api.auth import KEY_CHECKS, KEY_HEADER, READ_METHODS
+from soundstage_api.state import get_state
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class GuardedRoute(APIRoute):
+    def get_route_handler(self) -> Handler:
+        handler = super().get_route_handler()
+        checks = [call for call in _calls(self.dependant) if call in KEY_CHECKS]
+
+        async def guarded(request: Request) -> Response:
+            state = get_state(request)
+            for check in checks:
+                await check(request, state, request.headers.get(KEY_HEADER))
+            if request.method in READ_METHODS or _is_multipart(request):
+                return await handler(request)
+            body = await read_capped(request, state.settings.max_body_kb * 1024)
+            return await handler(_replaying(request, body))
+
+        return guarded
+
+
+def body_too_large(limit: int) -> AppError:
+    return AppError(
+        ErrorCode.BODY_TOO_LARGE,
+        f"The request body is larger than {limit // 1024} KiB (MAX_BODY_KB); send audio as a multipart upload "
+        "or an `audio_url`.",
+        status_code=413,
+        details={"max_bytes": limit},
+    )
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The whole body, or 413 ``body_too_large`` as soon as it is known to pass ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise body_too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise body_too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _replaying(request: Request, body: bytes) -> Request:
+    """``request`` with a receive that hands out ``body`` first (then what the client sends: a disconnect)."""
+    replayed = False
+
+    async def receive() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await request.receive()
+
+    return Request(request.scope, receive)
+
+
+def _is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
+def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    """Every dependency callable of a route, depth first."""
+    for dependency in dependant.dependencies:
+        if dependency.call is not None:
+            yield dependency.call
+        yield from _calls(dependency)
