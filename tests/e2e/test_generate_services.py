@@ -8,6 +8,7 @@ import pytest
 from tests.e2e.conftest import StackFactory
 from tests.support.audio import assert_not_silent, decode, read_with_wave_module
 from tests.support.stack import Stack, poll_job
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -124,3 +125,27 @@ def test_cancel_running_job_stops_it(stack: Stack) -> None:
         assert job["status"] == "cancelled", job
         assert job["result_urls"] == []
         assert client.delete(f"/jobs/{job_id}").json()["status"] == "cancelled"
+
+
+def test_a_finished_job_is_removed_after_retention_hours_by_the_workers(make_stack: StackFactory) -> None:
+    """RETENTION_HOURS of 4 s: the worker's own sweep (after its heartbeat) removes the job, its S3 output
+    and its listing."""
+    stack = make_stack(RETENTION_HOURS=str(4 / 3600))
+    stack.start_api()
+    stack.start_worker()
+    stack.wait_for_workers(1)
+    with stack.client() as client:
+        job_id = client.post("/generate", json={"prompt": "short-lived", "duration": 1}).json()["job_id"]
+        job = poll_job(client, job_id, {"completed", "failed"})
+        assert job["status"] == "completed", (job, stack.logs())
+        url = job["result_urls"][0]
+        assert client.get(url).status_code == 200
+        wait_until(
+            lambda: client.get(f"/jobs/{job_id}").status_code == 404,
+            40,
+            interval=0.5,
+            message=f"job {job_id} removed by retention\n{stack.logs()}",
+        )
+        assert client.get(url).status_code == 404
+        assert client.get("/jobs").json()["total"] == 0 and client.get("/files/").json() == []
+    assert "retention: removed 1 finished job(s)" in stack.logs()

@@ -117,6 +117,16 @@ def test_an_upload_is_stored_and_queued_for_demucs(
     assert client.get("/files/").json() == [], "inputs are not listed as outputs"
 
 
+def test_cancelling_a_queued_upload_removes_its_input_at_once(
+    client: TestClient, tmp_path: Path, song_wav: bytes
+) -> None:
+    job_id = _upload(client, song_wav).json()["job_id"]
+    stored = tmp_path / "files" / f"{job_id}_input.wav"
+    assert stored.exists()
+    assert client.delete(f"/jobs/{job_id}").json()["status"] == "cancelled"
+    assert not stored.exists()  # a job that never runs keeps nothing; its row stays until retention
+
+
 @pytest.mark.parametrize("fmt", INPUT_FORMATS)
 def test_each_input_format_is_accepted(client: TestClient, redis: RedisServer, tmp_path: Path, fmt: str) -> None:
     upload = encode(fmt, synth(22050, 1, 2.0), 22050)

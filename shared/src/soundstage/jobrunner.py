@@ -22,6 +22,7 @@ from soundstage.db.models import Job, utcnow
 from soundstage.db.repository import ClaimOutcome, JobRepository, NewFile, Progress
 from soundstage.device_faults import DeviceFault, device_fault
 from soundstage.errors import AppError, ErrorCode, JobCancelledError, JobHandedBackError, JobTimedOutError
+from soundstage.retention import remove_stored
 from soundstage.schemas.common import TERMINAL_VALUES, JobStatus
 from soundstage.storage import ObjectStore, StorageUnavailableError
 
@@ -241,6 +242,7 @@ class JobRunner:
         except JobCancelledError:
             logger.info("job %s: cancelled while running", job.id)
             self._repo.mark_cancelled(job.id)
+            self._drop_stored(job.id)
             self._record(job, "cancelled")
             return
         except transient_errors():
@@ -274,7 +276,18 @@ class JobRunner:
             logger.info("job %s: cancelled at completion; discarding outputs", job.id)
             for new in output.files:
                 self._store.delete(new.name)
+            self._drop_stored(job.id)
             self._record(job, "cancelled")
+
+    def _drop_stored(self, job_id: str) -> None:
+        """A cancelled job keeps nothing: its inputs (and anything it wrote) go at once, not at retention."""
+        try:
+            removed = remove_stored(self._store, job_id)
+        except Exception:  # storage is away: retention removes them with the job later
+            logger.warning("job %s: could not remove its stored inputs", job_id, exc_info=True)
+            return
+        if removed:
+            logger.info("job %s: removed %d stored input(s) of the cancelled job", job_id, removed)
 
     def _model_error(self, job: Job, error: Exception) -> None:
         """Fail the job with a code and a message written for the client, with an incident id that finds the

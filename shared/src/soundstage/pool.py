@@ -13,10 +13,9 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from soundstage import reaper
+from soundstage import reaper, retention
 from soundstage.db import Job, JobRepository, create_db_engine, create_session_factory, utcnow
 from soundstage.errors import AppError, ErrorCode, ModelUnavailableError
 from soundstage.jobrunner import Execute, JobMissingError, JobOutput, JobRunner, ProgressReporter, transient_errors
@@ -343,16 +342,31 @@ class PoolRuntime(Generic[EngineT]):
         self.heartbeat = Heartbeat(
             services.redis,
             self.describe,
-            after_beat=partial(
-                reaper.sweep,
+            after_beat=self.periodic,
+        )
+        self.heartbeat.start()
+
+    def periodic(self) -> None:
+        """After each heartbeat: the reaper's sweep, then retention's (each done by one process per period,
+        whichever comes first; a failure of one does not skip the other)."""
+        services, settings = self.services, self.settings
+        try:
+            reaper.sweep(
                 services.repo,
                 services.redis,
                 services.publish_again,
                 sweeper=services.hostname,
-                idle_seconds=self.settings.job_reap_after_seconds,
-            ),
-        )
-        self.heartbeat.start()
+                idle_seconds=settings.job_reap_after_seconds,
+            )
+        finally:
+            retention.sweep(
+                services.repo,
+                services.store,
+                services.redis,
+                retention_hours=settings.retention_hours,
+                max_stored_files=settings.max_stored_files,
+                sweeper=services.hostname,
+            )
 
     def stop_heartbeat(self) -> None:
         if self.heartbeat:

@@ -90,6 +90,34 @@ class Settings(BaseSettings):
         description="Largest request body that is not a multipart upload (JSON), in KiB; a larger one gets 413 "
         "`body_too_large` before it is read whole (and only once its key passed).",
     )
+    idempotency_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 30,
+        description="How long an `Idempotency-Key` keeps naming the job it created: the same key and request "
+        "give that job again; the same key with another request is 409 `idempotency_key_reused`.",
+    )
+    max_header_kb: int = Field(
+        default=32,
+        ge=4,
+        le=1024,
+        description="Largest request line plus headers, in KiB; larger gets 431 `headers_too_large` and the "
+        "connection is closed.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Time a client has to send a request's line and headers once it connected or began the "
+        "request; then 408 `request_timeout` and the connection is closed.",
+    )
+    body_idle_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Time without a byte after which an unfinished request body is given up (the connection "
+        "is closed); a slow but steady upload goes on.",
+    )
     allow_private_urls: bool = Field(
         default=False,
         description="Let URL inputs (`melody_audio_url`, `audio_url`) reach loopback, private, link-local, CGNAT and "
@@ -172,6 +200,20 @@ class Settings(BaseSettings):
         default=3,
         ge=1,
         description="Runs of one job (each ended by its worker dying) before it fails with attempts_exhausted.",
+    )
+    retention_hours: float = Field(
+        default=24,
+        ge=0,
+        le=24 * 365,
+        description="Finished jobs, their outputs and inputs are removed this long after they ended (checked "
+        "every 10 s by the workers); 0 keeps them for good.",
+    )
+    max_stored_files: int = Field(
+        default=0,
+        ge=0,
+        le=10_000_000,
+        description="At most this many listed outputs (`GET /files/`) are kept: beyond it the oldest finished "
+        "jobs are removed with their files (S.Rocks keeps 100); 0: no cap.",
     )
     job_reap_after_seconds: float = Field(
         default=45,

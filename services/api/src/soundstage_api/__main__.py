@@ -9,6 +9,7 @@ import uvicorn
 from soundstage.logs import configure_logging
 from soundstage.settings import Settings
 from soundstage_api.app import create_app
+from soundstage_api.transport import TransportLimits, guarded_protocol
 
 
 def main() -> None:
@@ -20,8 +21,14 @@ def main() -> None:
     # stalled all in-flight requests for ~80 ms on a 2-core machine (`make bench-api`).
     gc.collect()
     gc.freeze()
+    limits = TransportLimits(
+        max_header_bytes=settings.max_header_kb * 1024,
+        header_timeout=settings.header_timeout_seconds,
+        body_idle_timeout=settings.body_idle_timeout_seconds,
+    )
     uvicorn.run(
         app,
+        http=guarded_protocol(limits),  # httptools with a head size cap and slow-client timeouts
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep our logging set-up

@@ -8,7 +8,8 @@ declares: it needs only the headers, and FastAPI runs it again later at no cost)
 request that is not ``multipart/form-data`` with at most MAX_BODY_KB (413 ``body_too_large``: at once when
 ``Content-Length`` says so, else as soon as the bytes pass it) and hands the route a request that replays
 those bytes. Multipart uploads are streamed to disk by their routes, with their own caps
-(soundstage_api.uploads).
+(soundstage_api.uploads). A POST with ``Idempotency-Key`` has its body fingerprinted on the way
+(soundstage_api.idempotency).
 
 The cap is the server's setting, read per request, which is why this is not FastAPI's own per-route
 ``max_body_size`` (fixed when the routes are declared, at import).
@@ -25,6 +26,7 @@ from fastapi.routing import APIRoute
 from starlette.types import Message
 
 from soundstage.errors import AppError, ErrorCode
+from soundstage_api import idempotency
 from soundstage_api.auth import KEY_CHECKS, KEY_HEADER, READ_METHODS
 from soundstage_api.state import get_state
 
@@ -38,12 +40,27 @@ class GuardedRoute(APIRoute):
 
         async def guarded(request: Request) -> Response:
             state = get_state(request)
+            api_key = request.headers.get(KEY_HEADER)
             for check in checks:
-                await check(request, state, request.headers.get(KEY_HEADER))
-            if request.method in READ_METHODS or _is_multipart(request):
-                return await handler(request)
-            body = await read_capped(request, state.settings.max_body_kb * 1024)
-            return await handler(_replaying(request, body))
+                await check(request, state, api_key)
+            started = idempotency.start(request, state.settings, api_key)
+            claim = started[0] if started else None
+            try:
+                if request.method in READ_METHODS:
+                    return await handler(request)
+                if _is_multipart(request):
+                    response = await handler(request if claim is None else _hashing(request, claim.body))
+                else:
+                    body = await read_capped(request, state.settings.max_body_kb * 1024)
+                    if claim is not None:
+                        claim.body.update(body)
+                    response = await handler(_replaying(request, body))
+                if claim is not None and claim.replayed:
+                    response.headers[idempotency.REPLAYED_HEADER] = "true"
+                return response
+            finally:
+                if started:
+                    idempotency.finish(started[1])
 
         return guarded
 
@@ -82,6 +99,18 @@ def _replaying(request: Request, body: bytes) -> Request:
             replayed = True
             return {"type": "http.request", "body": body, "more_body": False}
         return await request.receive()
+
+    return Request(request.scope, receive)
+
+
+def _hashing(request: Request, fingerprint: idempotency.BodyFingerprint) -> Request:
+    """``request`` with a receive that feeds every body chunk to ``fingerprint`` as the route reads it."""
+
+    async def receive() -> Message:
+        message = await request.receive()
+        if message["type"] == "http.request":
+            fingerprint.update(message.get("body", b""))
+        return message
 
     return Request(request.scope, receive)
 

@@ -7,7 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from soundstage.audio import decode_audio, resample, to_channels
+from soundstage.audio import decode_audio
 from soundstage.db import Job, NewFile
 from soundstage.errors import AppError, ErrorCode
 from soundstage.jobrunner import JobOutput, ProgressReporter
@@ -15,7 +15,7 @@ from soundstage.schemas import SEPARATED_WITH_RANDOM_WEIGHTS, SeparateJobParams
 from soundstage.storage import ObjectStore, content_type_for
 from soundstage_demucs.engine import DemucsEngine, SeparationSettings
 from soundstage_demucs.loading import LoadedSeparator
-from soundstage_demucs.stems import ACCOMPANIMENT, StemFile, StemWriter, reference_at
+from soundstage_demucs.stems import ACCOMPANIMENT, StemFile, StemWriter
 
 
 def output_name(job_id: str, stem: str, extension: str) -> str:
@@ -35,15 +35,20 @@ def run_separate(job: Job, engine: DemucsEngine, store: ObjectStore, report: Pro
     stems = params.stem_names()
     _check_stems(stems, info)
     report(0.0, "decoding the input", force=True)
-    decoded = decode_audio(store.read_bytes(params.input_audio))
-    out_rate = params.sample_rate or decoded.sample_rate
-    out_channels = 1 if decoded.channels == 1 else info.audio_channels
-    mix = resample(to_channels(decoded.samples, info.audio_channels), decoded.sample_rate, info.sample_rate)
+    data = store.read_bytes(params.input_audio)
+    # Decoded straight to what the model takes, block by block: memory follows the model's input, not
+    # the file's claims (8 channels at 384 kHz hold 35 times the samples of stereo at 44.1 kHz).
+    decoded = decode_audio(data, sample_rate=info.sample_rate, channels=info.audio_channels)
+    mix = decoded.samples
+    source_rate, source_channels = decoded.source_rate, decoded.source_channels
+    out_rate = params.sample_rate or source_rate
+    out_channels = 1 if source_channels == 1 else info.audio_channels
+    # The accompaniment's residual is taken from the input at the output's rate: a second streaming decode.
     reference = (
-        reference_at(decoded.samples, decoded.sample_rate, out_rate, out_channels) if ACCOMPANIMENT in stems else None
+        decode_audio(data, sample_rate=out_rate, channels=out_channels).samples if ACCOMPANIMENT in stems else None
     )
-    expected = round(decoded.frames * out_rate / decoded.sample_rate)  # each stem exactly as long as the input
-    del decoded  # the model-rate mix (and the reference) are all that is needed from here on
+    expected = round(decoded.source_frames * out_rate / source_rate)  # each stem exactly as long as the input
+    del decoded, data  # the model-rate mix (and the reference) are all that is needed from here on
 
     def on_progress(done: int, total: int) -> None:
         # Segments are ~all the work; the last percent covers closing and uploading the files.

@@ -12,7 +12,7 @@ from soundstage.errors import AppError, ErrorCode
 from soundstage.jobrunner import JobOutput, ProgressReporter
 from soundstage.schemas import GENERATED_WITH_RANDOM_WEIGHTS, GenerateJobParams
 from soundstage.storage import ObjectStore
-from soundstage_musicgen.engine import GeneratedAudio, GenerationParams, MusicgenEngine, PromptAudio
+from soundstage_musicgen.engine import EngineInfo, GeneratedAudio, GenerationParams, MusicgenEngine, PromptAudio
 
 
 def output_name(job_id: str, extension: str, take: int, takes: int) -> str:
@@ -23,13 +23,19 @@ def output_name(job_id: str, extension: str, take: int, takes: int) -> str:
 
 
 def _stored_audio(
-    store: ObjectStore, name: str | None, start_s: float | None = None, end_s: float | None = None
+    store: ObjectStore,
+    name: str | None,
+    as_needed: tuple[int, int],
+    start_s: float | None = None,
+    end_s: float | None = None,
 ) -> PromptAudio | None:
-    """An input in storage (an upload or fetch the API validated, or a pipeline's earlier step), decoded;
-    with ``start_s``/``end_s`` only that stretch of it."""
+    """An input in storage (an upload or fetch the API validated, or a pipeline's earlier step), decoded
+    straight to ``as_needed`` (rate, channels: what the model takes, so memory follows the model's input
+    and not the file's claims); with ``start_s``/``end_s`` only that stretch of it."""
     if not name:
         return None
-    decoded = decode_audio(store.read_bytes(name))
+    rate, channels = as_needed
+    decoded = decode_audio(store.read_bytes(name), sample_rate=rate, channels=channels)
     rate = decoded.sample_rate
     first = round(start_s * rate) if start_s is not None else 0
     last = round(end_s * rate) if end_s is not None else decoded.samples.shape[-1]
@@ -41,7 +47,8 @@ def _stored_audio(
     return PromptAudio(samples=np.ascontiguousarray(samples), sample_rate=rate)
 
 
-def generation_params(request: GenerateJobParams, store: ObjectStore) -> GenerationParams:
+def generation_params(request: GenerateJobParams, store: ObjectStore, info: EngineInfo) -> GenerationParams:
+    """``info``: the model's rate and channels, what the inputs are decoded to (melody: mono)."""
     return GenerationParams(
         prompt=request.full_prompt,
         duration_s=request.duration,
@@ -51,9 +58,15 @@ def generation_params(request: GenerateJobParams, store: ObjectStore) -> Generat
         guidance_scale=request.guidance_scale,
         seed=request.seed,
         num_outputs=request.num_outputs,
-        prompt_audio=_stored_audio(store, request.audio_prompt, request.audio_prompt_start, request.audio_prompt_end),
+        prompt_audio=_stored_audio(
+            store,
+            request.audio_prompt,
+            (info.sample_rate, info.channels),
+            request.audio_prompt_start,
+            request.audio_prompt_end,
+        ),
         include_prompt=request.include_prompt,
-        melody=_stored_audio(store, request.melody_audio),
+        melody=_stored_audio(store, request.melody_audio, (info.sample_rate, 1)),
         melody_start_s=request.melody_start,
     )
 
@@ -61,7 +74,7 @@ def generation_params(request: GenerateJobParams, store: ObjectStore) -> Generat
 def run_generate(job: Job, engine: MusicgenEngine, store: ObjectStore, report: ProgressReporter) -> JobOutput:
     request = GenerateJobParams.model_validate(job.params)
     report(0.0, "preparing", force=True)
-    params = generation_params(request, store)
+    params = generation_params(request, store, engine.info)
 
     def on_progress(step: int, total: int, detail: str) -> None:
         # Decoding is ~all the work; the last percent covers the codec, encoding and upload.

@@ -112,3 +112,16 @@ class JobFile(Base):
     created_at: Mapped[datetime] = mapped_column(index=True)
 
     job: Mapped[Job] = relationship(back_populates="files")
+
+
+class IdempotencyKey(Base):
+    """A client's ``Idempotency-Key`` and the job it created: the same key and request give that job again
+    (for IDEMPOTENCY_HOURS); the same key with another request is refused. Removed with its job."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)  # whose key: a hash of the API key
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the request (route, query, body)
+    job_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)

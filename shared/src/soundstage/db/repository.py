@@ -14,11 +14,15 @@ from enum import Enum
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from soundstage.db import handback
+from soundstage.db import idempotency as idempotency_rows
+from soundstage.db import retention as retention_rows
 from soundstage.db.family import MAX_DEPTH, Family, cancel_jobs, move_parent_progress, new_job
 from soundstage.db.handback import Publish
+from soundstage.db.idempotency import IdempotencyRaceError, IdempotencyRecord, Prior
 from soundstage.db.models import Job, JobFile, utcnow
 from soundstage.errors import AppError, ErrorCode
 from soundstage.schemas.common import TERMINAL_VALUES, JobStatus
@@ -69,14 +73,36 @@ class JobRepository:
 
     # ------------------------------------------------------------------ API side
     def create(
-        self, *, kind: str, queue: str, model: str | None, params: dict[str, Any], job_id: str | None = None
+        self,
+        *,
+        kind: str,
+        queue: str,
+        model: str | None,
+        params: dict[str, Any],
+        job_id: str | None = None,
+        idempotency: IdempotencyRecord | None = None,
     ) -> Job:
         """Insert a queued job. ``job_id`` (from :func:`new_job_id`) lets a caller name objects
-        after the job before the row exists; by default a new id is made."""
+        after the job before the row exists; by default a new id is made. With ``idempotency`` the key's
+        row is written in the same transaction; :class:`IdempotencyRaceError` when another request took
+        the key first (nothing was written)."""
         job = new_job(kind=kind, queue=queue, model=model, params=params, job_id=job_id)
-        with self._sessions.begin() as session:
-            session.add(job)
+        try:
+            with self._sessions.begin() as session:
+                session.add(job)
+                if idempotency is not None:
+                    session.flush()  # the job first: the key's row refers to it
+                    idempotency_rows.record(session, idempotency, job.id)
+        except IntegrityError as error:
+            if idempotency is None:
+                raise
+            raise IdempotencyRaceError from error
         return job
+
+    def prior_job(self, scope: str, key: str, since: datetime) -> Prior | None:
+        """The job ``key`` of ``scope`` created since ``since``, if any."""
+        with self._sessions() as session:
+            return idempotency_rows.find(session, scope, key, since)
 
     def delete(self, job_id: str) -> None:
         with self._sessions.begin() as session:
@@ -163,6 +189,21 @@ class JobRepository:
                 select(Job.status, func.count()).where(Job.parent_id.is_(None)).group_by(Job.status)
             ).all()
             return dict(rows)
+
+    def expired_jobs(self, before: datetime, limit: int) -> list[str]:
+        """Finished jobs clients submitted that ended before ``before``, oldest first."""
+        with self._sessions() as session:
+            return retention_rows.expired(session, before, limit)
+
+    def jobs_over_file_cap(self, cap: int, limit: int) -> list[str]:
+        """The oldest finished jobs whose removal brings the listed outputs (``GET /files/``) down to ``cap``."""
+        with self._sessions() as session:
+            return retention_rows.over_file_cap(session, cap, limit)
+
+    def family_ids(self, job_id: str) -> list[str]:
+        """``job_id`` and the ids of all its steps."""
+        with self._sessions() as session:
+            return retention_rows.family(session, job_id, MAX_DEPTH)
 
     def ping(self) -> None:
         with self._sessions() as session:

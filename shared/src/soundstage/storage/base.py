@@ -121,6 +121,10 @@ class ObjectStore(Protocol):
         """Remove ``name``; deleting a missing object is not an error."""
         ...
 
+    def names(self, prefix: str) -> list[str]:
+        """The names of every object starting with ``prefix`` (a job's are ``{job_id}_...``), sorted."""
+        ...
+
     def check(self) -> None:
         """Readiness probe: :class:`StorageUnavailableError` naming the problem."""
         ...

@@ -112,6 +112,19 @@ class LocalObjectStore:
         except OSError as exc:
             raise self._unavailable("delete", name, exc) from exc
 
+    def names(self, prefix: str) -> list[str]:
+        validate_object_name(prefix)
+        try:
+            return sorted(
+                entry.name
+                for entry in os.scandir(self.root)
+                if entry.name.startswith(prefix) and entry.is_file() and not entry.name.startswith(".")
+            )
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise self._unavailable("list", prefix, exc) from exc
+
     def check(self) -> None:
         """Prove the folder exists and is writable by creating and removing a temp file."""
         try:

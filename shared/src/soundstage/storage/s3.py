@@ -150,6 +150,15 @@ class S3ObjectStore:
                 return  # S3 itself answers 204 for a missing key; some look-alikes 404
             raise self._translate(exc, "delete", key) from exc
 
+    def names(self, prefix: str) -> list[str]:
+        key = self._key(prefix)
+        strip = len(key) - len(prefix)
+        try:
+            pages = self._client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=key)
+            return sorted(item["Key"][strip:] for page in pages for item in page.get("Contents", []))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._translate(exc, "list", key) from exc
+
     def check(self) -> None:
         """``HeadBucket``: proves the endpoint answers, the credentials work and the bucket exists."""
         try:

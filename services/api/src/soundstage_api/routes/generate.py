@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from soundstage import telemetry
 from soundstage.audio import AudioInfo, probe_audio
 from soundstage.db import new_job_id
+from soundstage.db.idempotency import IdempotencyRaceError
 from soundstage.errors import AppError, ErrorCode
 from soundstage.pools import Queue, TaskName, pool_of_task
 from soundstage.queue import enqueue_job
@@ -39,6 +40,7 @@ from soundstage.schemas import (
 from soundstage.schemas.generate import SEED_MAX
 from soundstage.settings import Settings
 from soundstage.storage import content_type_for
+from soundstage_api import idempotency
 from soundstage_api.auth import ApiKey
 from soundstage_api.errors import unavailable
 from soundstage_api.guarded_route import GuardedRoute
@@ -263,16 +265,36 @@ def submit(
 ) -> JobCreated:
     """Write the job row, store its attachments, then enqueue it.
 
-    A job no live worker can serve is refused first (503 `model_unavailable`, soundstage_api.serving). A job
-    whose attachments could not be stored (503 `storage_unavailable`) or that the broker refused (503
-    `broker_unavailable`) is removed again, with what was stored for it.
+    With an ``Idempotency-Key`` that already created a job, that job is the answer (or 409 for another
+    request: soundstage_api.idempotency). A job no live worker can serve is refused first (503
+    `model_unavailable`, soundstage_api.serving). A job whose attachments could not be stored (503
+    `storage_unavailable`) or that the broker refused (503 `broker_unavailable`) is removed again, with
+    what was stored for it.
     """
     pool = pool_of_task(task)
+    claim = idempotency.current()
+    if claim is not None and (prior := claim.prior(state.repo)) is not None:
+        return prior  # the job this Idempotency-Key already created
     if pool.serves_models:
         require_servable(state.capabilities, pool.queue, model)
-    job = state.repo.create(
-        kind=kind.value, queue=pool_of_task(task).queue.value, model=model, params=params, job_id=job_id
-    )
+    try:
+        job = state.repo.create(
+            kind=kind.value,
+            queue=pool.queue.value,
+            model=model,
+            params=params,
+            job_id=job_id,
+            idempotency=claim.record() if claim is not None else None,
+        )
+    except IdempotencyRaceError:
+        prior = claim.prior(state.repo) if claim is not None else None
+        if prior is None:  # the other request's job was removed again (its enqueue failed)
+            raise AppError(
+                ErrorCode.IDEMPOTENCY_KEY_IN_USE,
+                "Another request with this Idempotency-Key was being made at the same time; send it again.",
+                status_code=409,
+            ) from None
+        return prior
     try:
         for attachment in attachments:
             state.store.put_file(attachment.name, attachment.path, content_type_for(attachment.name))

@@ -12,6 +12,7 @@ from soundstage.db import Job
 from soundstage.errors import AppError, ErrorCode
 from soundstage.pools import task_for_kind
 from soundstage.queue import enqueue_job
+from soundstage.retention import remove_stored
 from soundstage.schemas import ErrorBody, JobKind, JobList, JobStatus, JobView
 from soundstage.schemas.jobs import MAX_LIST_SKIP
 from soundstage_api.auth import ApiKey
@@ -84,6 +85,10 @@ def cancel_job(job_id: JobId, state: State) -> JobView:
         except Exception as error:  # the cancel is recorded: the steps' ends (redelivered) wind it up later
             logger.warning("job %s: could not ask the pipeline pool to wind it up now: %s", job.id, error)
     if cancelled_queued:
+        try:  # a queued job that never runs keeps nothing: its uploaded or fetched input goes now
+            remove_stored(state.store, job.id)
+        except Exception as error:  # storage is away: retention removes it with the job later
+            logger.warning("job %s: could not remove its stored input: %s", job.id, error)
         try:
             telemetry.record_finished(
                 state.redis, kind=job.kind, model=job.model or "", outcome="cancelled", duration_s=None
