@@ -7,6 +7,7 @@ shared package and .env.example.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ STANDARD_ENV = {
     "PYTORCH_CUDA_ALLOC_CONF",
 }
 # Other images read their own variables (and may be handed a Soundstage setting).
-IMAGE_ENV_PREFIXES = {"postgres": "POSTGRES_", "minio/minio": "MINIO_", "minio/mc": "MINIO_"}
+IMAGE_ENV_PREFIXES = {"postgres": "POSTGRES_", "minio/minio": "MINIO_", "minio/mc": "MINIO_", "grafana/grafana": "GF_"}
 SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "MINIO_ROOT_PASSWORD", "API_KEYS")
 ONE_SHOT = {"migrate", "minio-setup"}
 STATE_SERVICES = ("postgres", "redis", "minio")
@@ -476,11 +477,12 @@ def test_every_queue_has_a_worker_service_or_a_documented_slot(queue: Queue) -> 
 def test_monitoring_is_optional_and_local() -> None:
     assert SERVICES["flower"]["profiles"] == ["flower"]
     assert SERVICES["prometheus"]["profiles"] == ["prometheus"]
-    for name in ("flower", "prometheus"):
+    assert SERVICES["grafana"]["profiles"] == ["prometheus"]  # the dashboard comes with the Prometheus
+    for name in ("flower", "prometheus", "grafana"):
         for port in SERVICES[name]["ports"]:
-            assert port.startswith("127.0.0.1:"), f"{name} has no login: bind it to the host's loopback"
+            assert port.startswith("127.0.0.1:"), f"{name}: bind it to the host's loopback"
     for name, service in SERVICES.items():
-        if name not in {"flower", "prometheus"}:
+        if name not in {"flower", "prometheus", "grafana"}:
             assert "profiles" not in service, f"{name} is part of the default stack"
 
 
@@ -493,3 +495,51 @@ def test_prometheus_scrapes_the_api_metrics() -> None:
     port = effective_env("api")["PORT"]
     assert job["static_configs"] == [{"targets": [f"api:{port}"]}]
     assert "--config.file=/etc/prometheus/prometheus.yml" in SERVICES["prometheus"]["command"]
+
+
+def _metric_names(expression: str) -> set[str]:
+    return set(re.findall(r"\bsoundstage_[a-z_]+", expression))
+
+
+# What the API's /metrics serves (soundstage_api.metrics, soundstage_api.request_id), histogram series included.
+SERVED_METRICS = {
+    "soundstage_jobs_submitted_total",
+    "soundstage_jobs_completed_total",
+    "soundstage_jobs_failed_total",
+    "soundstage_jobs_cancelled_total",
+    "soundstage_generated_audio_seconds_total",
+    "soundstage_job_duration_seconds_bucket",
+    "soundstage_job_queue_wait_seconds_bucket",
+    "soundstage_queue_depth",
+    "soundstage_workers",
+    "soundstage_jobs",
+    "soundstage_http_requests_total",
+}
+
+
+def test_alert_rules_are_loaded_and_read_served_metrics() -> None:
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    mounts = dict(entry.split(":")[:2] for entry in SERVICES["prometheus"]["volumes"] if entry.startswith("./"))
+    (rules_file,) = config["rule_files"]
+    (source,) = [source for source, target in mounts.items() if target == rules_file]
+    groups = yaml.safe_load((ROOT / source).read_text())["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    names = {rule["alert"] for rule in rules}
+    assert {"SoundstageQueueStuck", "SoundstageNoLiveWorker", "SoundstageJobsFailing", "SoundstageApi5xx"} <= names
+    for rule in rules:
+        assert rule["expr"].count("(") == rule["expr"].count(")"), rule["alert"]
+        assert _metric_names(rule["expr"]) <= SERVED_METRICS, rule["alert"]
+        assert rule["labels"]["severity"] in {"warning", "critical"} and rule["annotations"]["summary"]
+
+
+def test_the_grafana_dashboard_is_provisioned_and_reads_served_metrics() -> None:
+    mounts = dict(entry.split(":")[:2] for entry in SERVICES["grafana"]["volumes"])
+    datasources = yaml.safe_load((ROOT / next(s for s, t in mounts.items() if "datasources" in t)).read_text())
+    assert datasources["datasources"][0]["url"] == "http://prometheus:9090"
+    providers = yaml.safe_load((ROOT / next(s for s, t in mounts.items() if "provisioning/dashboards" in t)).read_text())
+    folder = next(s for s, t in mounts.items() if t == providers["providers"][0]["options"]["path"])
+    dashboard = json.loads((ROOT / folder / "soundstage.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    assert len(expressions) >= 10
+    used = set().union(*(_metric_names(expression) for expression in expressions))
+    assert used <= SERVED_METRICS and "soundstage_http_requests_total" in used

@@ -27,12 +27,15 @@ def test_generate_poll_download_and_decode(stack: Stack) -> None:
         response = client.post(
             "/generate",
             json={"prompt": "gentle acoustic guitar", "duration": 2.5, "mood": "nostalgic and warm", "seed": 7},
+            headers={"X-Request-ID": "e2e-request-7"},
         )
         assert response.status_code == 200, response.text
         created = response.json()
         assert created["status"] == "queued"
         job = poll_job(client, created["job_id"], {"completed", "failed"})
         assert job["status"] == "completed", (job, stack.logs())
+        # The worker's lines for the job carry the request that made it.
+        assert f"[req=e2e-request-7 job={created['job_id']}]" in stack.workers[0].log_text()
         assert job["progress"] == 100
         assert job["result_urls"] == [f"/files/{created['job_id']}_generated.wav"]
         assert job["params"]["full_prompt"] == "gentle acoustic guitar, nostalgic and warm"

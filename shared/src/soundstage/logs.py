@@ -1,4 +1,9 @@
-"""Logging set-up shared by every process: text for humans, JSON in production, job id on every line."""
+"""Logging set-up shared by every process: text for humans, JSON in production, the request id and the
+job id on every line (``-`` where there is none).
+
+The request id is the API request's ``X-Request-ID`` (soundstage_api.request_id); it travels with the
+job's task message (soundstage.queue.enqueue_job) so that the worker's lines for that job carry it too.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 _job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("soundstage_job_id", default=None)
+_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("soundstage_request_id", default=None)
 
 
 @contextlib.contextmanager
@@ -22,9 +28,27 @@ def job_context(job_id: str) -> Iterator[None]:
         _job_id.reset(token)
 
 
-class _JobIdFilter(logging.Filter):
+@contextlib.contextmanager
+def request_context(request_id: str | None) -> Iterator[None]:
+    """Tag every log line emitted inside the block with ``request_id`` (None: leave it as it is)."""
+    if request_id is None:
+        yield
+        return
+    token = _request_id.set(request_id)
+    try:
+        yield
+    finally:
+        _request_id.reset(token)
+
+
+def current_request_id() -> str | None:
+    return _request_id.get()
+
+
+class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.job_id = _job_id.get() or "-"
+        record.request_id = _request_id.get() or "-"
         return True
 
 
@@ -34,6 +58,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
+            "request_id": getattr(record, "request_id", "-"),
             "job_id": getattr(record, "job_id", "-"),
             "message": record.getMessage(),
         }
@@ -44,11 +69,13 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler()
-    handler.addFilter(_JobIdFilter())
+    handler.addFilter(_ContextFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [job=%(job_id)s] %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [req=%(request_id)s job=%(job_id)s] %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -11,7 +11,8 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -236,6 +237,17 @@ def warm_up_models(models: list[str], load: Callable[[str], bool]) -> int:
     return 0
 
 
+@contextmanager
+def task_context(task: Task, job_id: str) -> Iterator[None]:
+    """Log lines inside carry ``job_id`` and the request id the task's message brought (soundstage.logs)."""
+    from soundstage.logs import job_context, request_context
+    from soundstage.queue import REQUEST_ID_HEADER
+
+    request_id = getattr(task.request, REQUEST_ID_HEADER, None)
+    with job_context(job_id), request_context(request_id if isinstance(request_id, str) else None):
+        yield
+
+
 def run_delivered_job(task: Task, runner: JobRunner, job_id: str, execute: Execute) -> None:
     """Run a delivered job with ``runner``; a duplicate delivery of a job running elsewhere is checked
     again once that job's heartbeat could have gone stale (it is then finished, or taken over).
@@ -243,9 +255,8 @@ def run_delivered_job(task: Task, runner: JobRunner, job_id: str, execute: Execu
     The re-check is not bounded by the task's retry limit: the job is alive, not failing, and running
     out of retries would fail it (``on_failure``) while it runs."""
     from soundstage.jobrunner import JobBusyError
-    from soundstage.logs import job_context
 
-    with job_context(job_id):
+    with task_context(task, job_id):
         try:
             runner.run(job_id, execute)
         except JobBusyError as busy:
@@ -512,5 +523,5 @@ def _register_plain_task(app: Celery, name: TaskName, handler: PlainTask) -> Non
         if payload is None:
             logger.error("%s: dropping a message without a valid payload (args %r, kwargs %r)", name, args, kwargs)
             return
-        with job_context(payload.job_id):
+        with task_context(celery_task, payload.job_id):
             handler.run(celery_task, payload)

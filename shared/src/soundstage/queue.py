@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from soundstage.logs import current_request_id
 from soundstage.pools import POOLS, Queue, TaskName, pool_of_task
 from soundstage.schemas.tasks import JobTaskPayload
 
@@ -86,8 +87,18 @@ def create_celery_app(settings: Settings, main: str = "soundstage") -> Celery:
     return app
 
 
+REQUEST_ID_HEADER = "soundstage_request_id"
+"""Task message header carrying the X-Request-ID of the API request that made the job."""
+
+
 def enqueue_job(app: Celery, task: TaskName, job_id: str) -> None:
     """Send a job to the pool that runs ``task``, by name: the payload is the job id, typed and versioned
     (the job row holds everything else)."""
     payload = JobTaskPayload(job_id=job_id)
-    app.send_task(task.value, kwargs={"payload": payload.model_dump()}, queue=pool_of_task(task).queue.value)
+    request_id = current_request_id()  # the worker's lines for this job carry the request that made it
+    app.send_task(
+        task.value,
+        kwargs={"payload": payload.model_dump()},
+        queue=pool_of_task(task).queue.value,
+        headers={REQUEST_ID_HEADER: request_id} if request_id else None,
+    )

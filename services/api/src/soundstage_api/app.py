@@ -12,6 +12,7 @@ from soundstage.settings import Settings
 from soundstage_api.errors import install_error_handlers
 from soundstage_api.metrics import SoundstageCollector
 from soundstage_api.openapi_doc import install_openapi
+from soundstage_api.request_id import RequestIdMiddleware, requests_counter
 from soundstage_api.routes import (
     compat_segmind,
     compat_srocks,
@@ -64,4 +65,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in routers:
         app.include_router(module.router)
     install_openapi(app)
+    app.add_middleware(RequestIdMiddleware, counter=requests_counter(state.metrics_registry))
     return app

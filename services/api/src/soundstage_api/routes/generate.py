@@ -25,6 +25,7 @@ from soundstage.audio import AudioInfo, probe_audio
 from soundstage.db import new_job_id
 from soundstage.db.idempotency import IdempotencyRaceError
 from soundstage.errors import AppError, ErrorCode
+from soundstage.logs import job_context
 from soundstage.pools import Queue, TaskName, pool_of_task
 from soundstage.queue import enqueue_job
 from soundstage.schemas import (
@@ -308,6 +309,8 @@ def submit(
         logger.warning("job %s: enqueue failed (%s); removing it", job.id, error)
         _discard(state, job.id, attachments)
         raise unavailable(ErrorCode.BROKER_UNAVAILABLE, "job queue (Redis)") from error
+    with job_context(job.id):  # the line that ties the request id to the job
+        logger.info("job %s: queued (%s, model %s)", job.id, kind.value, model)
     try:
         telemetry.record_submitted(state.redis, kind.value, model)
     except Exception as error:
