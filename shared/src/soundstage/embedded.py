@@ -9,6 +9,7 @@ command with the URLs pointing at servers.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -56,7 +57,6 @@ def start_embedded_redis(data_dir: Path) -> tuple[Any, str]:
 
 def stop_embedded_redis(server: Any, url: str) -> None:
     """Save and stop the embedded redis-server at ``url`` (it daemonizes, so it is not our child)."""
-    import psutil
     import redis
 
     pid = server.pid
@@ -66,13 +66,26 @@ def stop_embedded_redis(server: Any, url: str) -> None:
     except redis.RedisError:
         logger.warning("embedded Redis refused SHUTDOWN; sending SIGTERM", exc_info=True)
         os.kill(pid, signal.SIGTERM)
-    try:
-        psutil.Process(pid).wait(timeout=STOP_GRACE_SECONDS)
-    except psutil.NoSuchProcess:
-        pass
-    except psutil.TimeoutExpired:
+    if not _ended(pid, STOP_GRACE_SECONDS):
         logger.warning("embedded Redis did not stop in time; killing it")
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _ended(pid: int, timeout: float) -> bool:
+    """Whether process ``pid`` (not our child) ends within ``timeout`` s. A zombie has ended: it waits only
+    for init to reap it, which took a second of an idle stop on a machine whose init reaps slowly."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def installed_worker_modules() -> list[str]:
@@ -173,17 +186,21 @@ class Stack:
             if running.poll() is None:
                 running.send_signal(signal.SIGTERM)
         started = time.monotonic()  # one grace period for all of them: they stop side by side
-        for supervised in self.supervised:
+        pending = {id(s): s for s in self.supervised if s.process is not None}
+        while pending and time.monotonic() - started < STOP_GRACE_SECONDS:
+            for key, supervised in list(pending.items()):
+                if supervised.process is not None and supervised.process.poll() is not None:
+                    logger.debug(
+                        "%s stopped after %.2f s", " ".join(supervised.command[1:]), time.monotonic() - started
+                    )
+                    del pending[key]
+            time.sleep(0.01)
+        for supervised in pending.values():
             process = supervised.process
-            if process is None:
-                continue
-            try:
-                process.wait(timeout=max(STOP_GRACE_SECONDS - (time.monotonic() - started), 0.1))
-            except subprocess.TimeoutExpired:
+            if process is not None:
                 logger.warning("process %s did not stop in time; killing it", process.args)
                 process.kill()
                 process.wait()
-            logger.debug("%s stopped after %.2f s", " ".join(supervised.command[1:]), time.monotonic() - started)
         if self.redis_server is not None:
             stop_embedded_redis(self.redis_server, self.redis_url)
             self.redis_server = None
