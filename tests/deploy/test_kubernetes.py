@@ -676,7 +676,9 @@ def run_probe(mode: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> int
     return int(exit_info.value.code or 0)
 
 
-def heartbeat(hostname: str, *, loaded: bool, queue: str = "musicgen", age_s: float = 0) -> WorkerInfo:
+def heartbeat(
+    hostname: str, *, loaded: bool, queue: str = "musicgen", age_s: float = 0, device_error: str | None = None
+) -> WorkerInfo:
     return WorkerInfo(
         hostname=hostname,
         queue=queue,
@@ -686,6 +688,7 @@ def heartbeat(hostname: str, *, loaded: bool, queue: str = "musicgen", age_s: fl
         random_weights=True,
         models_loaded=["random:tiny"] if loaded else [],
         model_loaded=loaded,
+        device_error=device_error,
         seen_at=utcnow() - timedelta(seconds=age_s),
     )
 
@@ -700,8 +703,9 @@ def heartbeat(hostname: str, *, loaded: bool, queue: str = "musicgen", age_s: fl
         ([heartbeat(f"{POD}:7", loaded=True, age_s=45)], 1, 1),
         ([heartbeat(f"{POD}-other:7", loaded=True)], 1, 1),
         ([heartbeat(f"{POD}:7", loaded=True, queue="demucs")], 1, 1),
+        ([heartbeat(f"{POD}:7", loaded=True, device_error="device cuda:0 failed a test operation")], 0, 1),
     ],
-    ids=["none", "loading", "loaded", "one-child-loading", "stale", "other-pod", "other-queue"],
+    ids=["none", "loading", "loaded", "one-child-loading", "stale", "other-pod", "other-queue", "device-broken"],
 )
 def test_worker_probe_reads_this_pods_heartbeat(
     probe_redis: tuple[str, redis.Redis[bytes]],

@@ -86,3 +86,19 @@ def test_one_worker_with_the_model_loaded_serves(database_url: str, redis: Redis
     with make_client(database_url, redis, tmp_path, musicgen={"model": MODEL}) as client:
         assert client.post("/generate", json=BODY).status_code == 200
         _error(client.post("/generate/soundtrack", json=SOUNDTRACK), 503, "model_unavailable")
+
+
+def test_a_worker_whose_device_failed_its_check_serves_nothing(
+    database_url: str, redis: RedisServer, tmp_path: Path
+) -> None:
+    redis.client().flushall()
+    broken = report(redis.client(), "musicgen", MUSICGEN_TINY, hostname="host-a:1")
+    workers.publish(redis.client(), broken.model_copy(update={"device_error": "device cuda:0 failed a test operation"}))
+    with make_client(database_url, redis, tmp_path, musicgen={"model": MODEL}) as client:
+        response = client.post("/generate", json=BODY)
+        error = _error(response, 503, "model_unavailable")
+        assert "failed a test operation" in error["message"] and "retry-after" not in response.headers
+        health = client.get("/health").json()
+        assert health["status"] == "degraded" and "failed a test operation" in health["problems"]["musicgen"]
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and "workers" in ready.json()["down"]

@@ -46,3 +46,20 @@ def device_fault(error: BaseException) -> DeviceFault | None:
     if names & _BROKEN_TYPES or (isinstance(error, RuntimeError) and any(marker in text for marker in _BROKEN_TEXT)):
         return DeviceFault.BROKEN
     return None
+
+
+def check_device(device: str) -> str | None:
+    """Touch ``device`` with a tiny operation and wait for it (what the readiness probe relies on): None
+    when it answers, else why not. The CPU is not checked; an accelerator is, through torch (imported
+    only then)."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    try:
+        value = torch.ones(1, device=device).add_(1).item()  # .item() waits for the kernel
+    except Exception as error:  # a sticky CUDA error, a lost device
+        return f"device {device} failed a test operation ({type(error).__name__})"
+    if value != 2.0:
+        return f"device {device} computed 1 + 1 = {value}"
+    return None

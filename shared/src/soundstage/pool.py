@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from soundstage import reaper, retention
 from soundstage.db import Job, JobRepository, create_db_engine, create_session_factory, utcnow
+from soundstage.device_faults import check_device
 from soundstage.errors import AppError, ErrorCode, ModelUnavailableError
 from soundstage.jobrunner import Execute, JobMissingError, JobOutput, JobRunner, ProgressReporter, transient_errors
 from soundstage.pools import Pool, TaskName, task_for_kind
@@ -386,6 +387,7 @@ class PoolRuntime(Generic[EngineT]):
     def describe(self) -> WorkerInfo:
         loaded = [engine for engine in self.engines.values() if engine.loaded]
         info = loaded[0].info if loaded else None
+        devices = sorted({engine.info.device for engine in loaded})  # touched at every heartbeat
         return WorkerInfo(
             hostname=self.services.hostname,
             queue=self.pool.queue.value,
@@ -397,6 +399,7 @@ class PoolRuntime(Generic[EngineT]):
             model_loaded=len(loaded) == len(self.engines),
             load_error="; ".join(f"{ref}: {message}" for ref, message in self.load_errors.items()) or None,
             load_errors=dict(self.load_errors),
+            device_error=next(filter(None, (check_device(device) for device in devices)), None),
             capabilities=[engine.capabilities() for engine in loaded] if self.pool.serves_models else [],
             seen_at=utcnow(),
         )

@@ -66,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     missing = [worker for worker in fresh if not worker.model_loaded]
     for worker in missing:
         print(f"{worker.hostname}: models not loaded ({worker.load_error or 'loading'})")
-    return 1 if missing else 0
+    broken = [worker for worker in fresh if worker.device_error]
+    for worker in broken:
+        print(f"{worker.hostname}: {worker.device_error}")
+    return 1 if missing or broken else 0
 
 
 def _aware(moment: datetime) -> datetime:

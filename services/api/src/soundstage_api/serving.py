@@ -6,7 +6,8 @@ From the workers' heartbeats (soundstage_api.capabilities: read at most every 2 
   waits in the queue for one;
 - a live worker of the pool **has the model loaded**: accepted;
 - every live worker of the pool **failed to load it** (weights that cannot be downloaded offline, a bad
-  path): 503 with the reason they reported, which the job would have failed with a second later;
+  path) or has a **device that failed its check**: 503 with the reason they reported, which the job would
+  have failed with a second later;
 - otherwise the model is **still loading**: 503 with ``Retry-After``.
 """
 
@@ -23,9 +24,13 @@ LOADING_RETRY_SECONDS = 10
 def require_servable(capabilities: CapabilityCache, queue: Queue, model: str) -> None:
     """503 ``model_unavailable`` when the live workers of ``queue``'s pool cannot serve ``model``."""
     live = [worker for worker in capabilities.workers() if worker.queue == queue.value]
-    if not live or any(model in worker.models_loaded for worker in live):
+    if not live or any(model in worker.models_loaded and not worker.device_error for worker in live):
         return
-    reasons = [worker.load_errors[model] for worker in live if model in worker.load_errors]
+    reasons = [
+        worker.device_error or worker.load_errors[model]
+        for worker in live
+        if worker.device_error or model in worker.load_errors
+    ]
     if len(reasons) == len(live):
         raise AppError(
             ErrorCode.MODEL_UNAVAILABLE,

@@ -7,6 +7,11 @@ one with the same context length, up to `max_rows` rows, and decodes them as one
 finish or are cancelled, and what arrived meanwhile joins at the next cohort. If a
 batched run fails, each submission is retried alone, so one job's failure never fails
 its batch-mates.
+
+A cohort that runs out of device memory is split in halves, each decoded on its own (down to
+single rows: a job's takes too), after the allocator's cache is emptied; and later cohorts are
+capped below the size that did not fit, so the worker settles on a batch its device holds. Only a
+single row that does not fit fails its job (``model_oom``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from soundstage.device_faults import DeviceFault, device_fault
 from soundstage_musicgen.cohort import Row, run_cohort
 from soundstage_musicgen.loading import LoadedModel
 
@@ -115,11 +121,35 @@ class CohortScheduler:
                 rows += len(submission.rows)
         return batch
 
+    @property
+    def max_rows(self) -> int:
+        """The most rows decoded together now (lowered when a cohort ran out of device memory)."""
+        return self._max_rows
+
+    def _run_rows(self, rows: list[Row]) -> None:
+        """``run_cohort``, split in halves as often as the device runs out of memory."""
+        try:
+            run_cohort(self._loaded, rows)
+        except Exception as error:
+            if device_fault(error) is not DeviceFault.OUT_OF_MEMORY or len(rows) == 1:
+                raise
+            half = len(rows) // 2
+            with self._wake:  # below what did not fit: the cap settles on the largest batch the device holds
+                self._max_rows = min(self._max_rows, len(rows) - 1)
+            logger.warning(
+                "out of device memory with %d rows; decoding halves, at most %d rows from now on",
+                len(rows),
+                self._max_rows,
+            )
+            _release_cached_memory()
+            self._run_rows(rows[:half])
+            self._run_rows(rows[half:])
+
     def _decode(self, batch: list[_Submission]) -> None:
         self.cohorts += 1
         self.largest_cohort = max(self.largest_cohort, sum(len(submission.rows) for submission in batch))
         try:
-            run_cohort(self._loaded, [row for submission in batch for row in submission.rows])
+            self._run_rows([row for submission in batch for row in submission.rows])
         except Exception as error:
             if len(batch) == 1:
                 batch[0].error = error
@@ -130,3 +160,11 @@ class CohortScheduler:
                 return
         for submission in batch:
             submission.done.set()
+
+
+def _release_cached_memory() -> None:
+    """Give the CUDA allocator's cached blocks back before decoding smaller batches (no-op on CPU)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

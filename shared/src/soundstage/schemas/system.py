@@ -38,6 +38,11 @@ class WorkerInfo(BaseModel):
     load_errors: dict[str, str] = Field(
         default_factory=dict, description="Why each model that failed to load did, by model."
     )
+    device_error: str | None = Field(
+        default=None,
+        description="Why the worker's device failed its check (a tiny operation at every heartbeat), if it did: "
+        "the worker then serves nothing and its readiness probe fails.",
+    )
     capabilities: list[ModelCapabilities] = Field(
         default_factory=list, description="What each loaded model can do (melody, channels, sources, segment, rate)."
     )

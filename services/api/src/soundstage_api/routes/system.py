@@ -74,8 +74,11 @@ def pool_problem(workers: list[WorkerInfo]) -> str | None:
     """Why a pool with these live workers cannot serve its jobs right now; None when one of them can."""
     if not workers:
         return "no live worker: its jobs wait in the queue until one starts"
-    if any(w.model_loaded for w in workers):
+    if any(w.model_loaded and not w.device_error for w in workers):
         return None
+    broken = [w.device_error for w in workers if w.device_error]
+    if broken:
+        return f"no worker can serve: {broken[0]}"
     errors = [w.load_error for w in workers if w.load_error]
     if errors:
         return f"no worker could load its models: {errors[0]}"
@@ -123,7 +126,7 @@ def _serving_check(state: AppState) -> ReadyCheck:
     serving = [
         pool.name
         for pool in POOLS
-        if pool.serves_models and any(w.model_loaded for w in workers if w.queue == pool.queue.value)
+        if pool.serves_models and pool_problem([w for w in workers if w.queue == pool.queue.value]) is None
     ]
     if serving:
         return ReadyCheck(ok=True)
