@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from soundstage.pools import Queue
 from soundstage.settings import Settings
 from soundstage_api.own_files import own_file_name
+from soundstage_api.viewer import owner_of
 from tests.integration.test_api import make_client, queued_payloads
 from tests.integration.test_api import redis as redis  # noqa: PLC0414 - the fixture, re-exported for pytest
 from tests.integration.test_api_continue import _error
@@ -59,9 +60,16 @@ def song() -> bytes:
 
 
 def stored(client: TestClient, data: bytes, suffix: str = "generated.wav") -> str:
-    """An object in the server's own storage, as a finished job leaves it."""
-    name = f"{uuid.uuid4()}_{suffix}"
-    app_state(client).store.put_bytes(name, data, "audio/wav")
+    """An object in the server's own storage, as a finished job of the client's key leaves it (a job row
+    owned by that key: another key may not read it)."""
+    job_id = str(uuid.uuid4())
+    key = client.headers.get("X-API-Key")
+    state = app_state(client)
+    state.repo.create(
+        kind="generate", queue="musicgen", model="m", params={}, job_id=job_id, owner=key and owner_of(key)
+    )
+    name = f"{job_id}_{suffix}"
+    state.store.put_bytes(name, data, "audio/wav")
     return name
 
 
@@ -150,7 +158,8 @@ def test_own_files_are_checked_as_any_fetched_audio(database_url: str, redis: Re
 
 
 def _assert_nothing_created_but(client: TestClient, names: set[str]) -> None:
-    assert client.get("/jobs").json()["total"] == 0
+    """No job beyond those that left ``names`` (stored()), and no stored object but ``names``."""
+    assert client.get("/jobs").json()["total"] == len(names)
     root = Path(app_state(client).settings.resolved_storage_url)
     assert {p.name for p in root.iterdir() if not p.name.startswith(".")} == names
 

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Comma-separated API keys; combined with API_KEY."
     )
+    admin_api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated API keys that see, cancel and download every job and file (accepted "
+        "like API_KEYS); every other key sees only its own.",
+    )
     max_duration: float = Field(
         default=300.0,
         gt=1,
@@ -232,7 +237,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: Literal["text", "json"] = Field(default="text", description="`json` in production.")
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "admin_api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         return split_commas(value)
@@ -300,7 +305,11 @@ class Settings(BaseSettings):
         keys = [key.get_secret_value() for key in self.api_keys]
         if self.api_key is not None and self.api_key.get_secret_value():
             keys.append(self.api_key.get_secret_value())
-        return keys
+        return keys + self.accepted_admin_keys
+
+    @property
+    def accepted_admin_keys(self) -> list[str]:
+        return [key.get_secret_value() for key in self.admin_api_keys if key.get_secret_value()]
 
     @property
     def auth_enabled(self) -> bool:

@@ -20,6 +20,7 @@ from soundstage.errors import AppError, ErrorCode
 from soundstage.settings import Settings
 from soundstage_api.own_files import OwnFiles, remember_own_files
 from soundstage_api.state import State
+from soundstage_api.viewer import may_open, remember_viewer
 
 KEY_HEADER = "X-API-Key"
 _header = APIKeyHeader(name=KEY_HEADER, auto_error=False, description="Required when the server sets API_KEY(S).")
@@ -55,11 +56,13 @@ def may_read(settings: Settings, key: str | None) -> bool:
 
 
 def _remember(request: Request, state: State, key: str | None) -> None:
+    remember_viewer(state.settings, key, key_valid=key_error(state.settings, key) is None)
     remember_own_files(
         OwnFiles(
             store=state.store,
             base_urls=(str(request.base_url), *state.settings.public_base_urls),
             readable=may_read(state.settings, key),
+            may_open=lambda name: may_open(state.repo, name),
         )
     )
 

@@ -30,6 +30,7 @@ from soundstage.db.idempotency import IdempotencyRecord
 from soundstage.errors import AppError, ErrorCode
 from soundstage.schemas import JobCreated, JobStatus
 from soundstage.settings import Settings
+from soundstage_api.viewer import owner_of
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -145,7 +146,7 @@ def current() -> Claim | None:
 def scope_of(settings: Settings, api_key: str | None) -> str:
     if not settings.accepted_api_keys or not api_key:
         return PUBLIC_SCOPE
-    return hashlib.sha256(api_key.encode()).hexdigest()[:32]
+    return owner_of(api_key)  # the same hash the key's jobs record as their owner
 
 
 def _boundary(parameters: str) -> bytes | None:

@@ -9,6 +9,7 @@ fetches itself over HTTP (the loopback check would refuse it, and with a key set
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ class OwnFiles:
     store: ObjectStore
     base_urls: tuple[str, ...]
     readable: bool
+    may_open: Callable[[str], bool] = lambda _name: True  # per-key isolation (soundstage_api.viewer)
 
 
 _own_files: ContextVar[OwnFiles | None] = ContextVar("soundstage_own_files", default=None)
@@ -96,7 +98,9 @@ def copy_own_file(own: OwnFiles, name: str, url: str, dest: Path, max_bytes: int
     if not own.readable:
         raise _own_file_failed(name, "the caller may not read this server's files", 403)
     try:
-        info = own.store.stat(validate_object_name(name))
+        if not own.may_open(validate_object_name(name)):  # another key's file: as if it did not exist
+            raise ObjectNotFoundError(name)
+        info = own.store.stat(name)
     except ObjectNotFoundError as error:
         raise _own_file_failed(name, "no such file", 404) from error
     if info.size > max_bytes:

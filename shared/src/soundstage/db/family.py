@@ -34,6 +34,7 @@ def new_job(
     step: str | None = None,
     stage: str | None = None,
     pipeline: dict[str, Any] | None = None,
+    owner: str | None = None,
 ) -> Job:
     """A queued job row, not yet added to a session."""
     return Job(
@@ -51,6 +52,7 @@ def new_job(
         step=step,
         stage=stage,
         pipeline=pipeline,
+        owner=owner,
         files=[],
     )
 
@@ -136,6 +138,7 @@ class Family:
             step=new.step,
             stage=new.stage,
             pipeline=new.pipeline,
+            owner=self.parent.owner,  # a step is its job's submitter's
         )
         self.session.add(job)
         self.children[new.step] = job

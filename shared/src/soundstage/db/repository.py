@@ -81,12 +81,13 @@ class JobRepository:
         params: dict[str, Any],
         job_id: str | None = None,
         idempotency: IdempotencyRecord | None = None,
+        owner: str | None = None,
     ) -> Job:
         """Insert a queued job. ``job_id`` (from :func:`new_job_id`) lets a caller name objects
         after the job before the row exists; by default a new id is made. With ``idempotency`` the key's
         row is written in the same transaction; :class:`IdempotencyRaceError` when another request took
         the key first (nothing was written)."""
-        job = new_job(kind=kind, queue=queue, model=model, params=params, job_id=job_id)
+        job = new_job(kind=kind, queue=queue, model=model, params=params, job_id=job_id, owner=owner)
         try:
             with self._sessions.begin() as session:
                 session.add(job)
@@ -113,10 +114,20 @@ class JobRepository:
             return session.get(Job, job_id)
 
     def list_jobs(
-        self, *, status: str | None, kind: str | None, limit: int, skip: int, parent_id: str | None = None
+        self,
+        *,
+        status: str | None,
+        kind: str | None,
+        limit: int,
+        skip: int,
+        parent_id: str | None = None,
+        only_owner: str | None = None,
     ) -> tuple[list[Job], int]:
-        """Jobs newest first: those a client submitted, or with ``parent_id`` the steps of that job."""
+        """Jobs newest first: those a client submitted, or with ``parent_id`` the steps of that job; with
+        ``only_owner``, only that owner's."""
         conditions = [Job.parent_id.is_(None) if parent_id is None else Job.parent_id == parent_id]
+        if only_owner is not None:
+            conditions.append(Job.owner == only_owner)
         if status:
             conditions.append(Job.status == status)
         if kind:
@@ -168,14 +179,15 @@ class JobRepository:
             rows = session.scalars(select(Job).where(Job.parent_id == parent_id).order_by(Job.created_at, Job.id))
             return list(rows.all())
 
-    def list_files(self, *, limit: int, skip: int) -> list[JobFile]:
+    def list_files(self, *, limit: int, skip: int, only_owner: str | None = None) -> list[JobFile]:
         """The outputs of the jobs clients submitted, newest first (a multi-step job's steps' intermediate
-        audio is not listed: it is theirs, and it goes when the job ends)."""
+        audio is not listed: it is theirs, and it goes when the job ends); with ``only_owner``, that owner's."""
+        owned = [Job.owner == only_owner] if only_owner is not None else []
         with self._sessions() as session:
             rows = session.scalars(
                 select(JobFile)
                 .join(Job, JobFile.job_id == Job.id)
-                .where(Job.parent_id.is_(None))
+                .where(Job.parent_id.is_(None), *owned)
                 .order_by(JobFile.created_at.desc(), JobFile.id.desc())
                 .limit(limit)
                 .offset(skip)

@@ -14,11 +14,13 @@ from fastapi.responses import Response, StreamingResponse
 from soundstage.db import JobFile
 from soundstage.schemas import ErrorBody, StoredFile
 from soundstage.schemas.jobs import MAX_LIST_SKIP
-from soundstage.storage import validate_object_name
+from soundstage.storage import ObjectNotFoundError, validate_object_name
 from soundstage_api.auth import ApiKey
 from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.ranges import parse_range
 from soundstage_api.state import AppState, State
+from soundstage_api.viewer import current as current_viewer
+from soundstage_api.viewer import may_open
 from soundstage_api.views import stored_file
 
 router = APIRouter(route_class=GuardedRoute, tags=["files"], dependencies=[ApiKey])
@@ -43,8 +45,9 @@ def list_files(state: State, limit: Limit = 50, skip: Skip = 0) -> list[StoredFi
 
 
 def stored_files(state: AppState, *, limit: int, skip: int) -> list[JobFile]:
-    """Stored outputs, newest first (inputs such as uploaded prompts are not listed)."""
-    return state.repo.list_files(limit=limit, skip=skip)
+    """Stored outputs, newest first (inputs such as uploaded prompts are not listed); a key's own only
+    (an admin key's: all)."""
+    return state.repo.list_files(limit=limit, skip=skip, only_owner=current_viewer().only_owner)
 
 
 @router.head("/files/{name}", include_in_schema=False)
@@ -66,7 +69,9 @@ def file_response(
     """The stored object `name` as a download: `Range` (206, 416), `If-None-Match` (304), HEAD; 404 for an
     unknown name or one that tries to leave the store."""
     store = state.store
-    info = store.stat(validate_object_name(name))
+    if not may_open(state.repo, validate_object_name(name)):
+        raise ObjectNotFoundError(name)  # another key's file: as if it did not exist
+    info = store.stat(name)
     byte_range = parse_range(range_header, info.size)
     start, end = byte_range if byte_range else (0, info.size - 1)
     headers = {

@@ -48,6 +48,7 @@ from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.serving import require_servable
 from soundstage_api.state import AppState, State
 from soundstage_api.uploads import fetched_url
+from soundstage_api.viewer import current as current_viewer
 from soundstage_api.views import job_view
 from soundstage_api.waiting import is_finished, pending_response, requested_wait, wait_for_job
 
@@ -286,6 +287,7 @@ def submit(
             params=params,
             job_id=job_id,
             idempotency=claim.record() if claim is not None else None,
+            owner=current_viewer().owner,
         )
     except IdempotencyRaceError:
         prior = claim.prior(state.repo) if claim is not None else None

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Path, Query
 
 from soundstage import events, telemetry
 from soundstage.db import Job
-from soundstage.errors import AppError, ErrorCode
 from soundstage.pools import task_for_kind
 from soundstage.queue import enqueue_job
 from soundstage.retention import remove_stored
@@ -18,6 +17,8 @@ from soundstage.schemas.jobs import MAX_LIST_SKIP
 from soundstage_api.auth import ApiKey
 from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.state import AppState, State
+from soundstage_api.viewer import current as current_viewer
+from soundstage_api.viewer import visible_job
 from soundstage_api.views import job_view
 
 logger = logging.getLogger(__name__)
@@ -29,9 +30,8 @@ _NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"model": ErrorBody, "des
 
 @router.get("/jobs/{job_id}", response_model=JobView, responses=_NOT_FOUND, summary="Job status and result")
 def get_job(job_id: JobId, state: State) -> JobView:
-    job = state.repo.get(job_id)
-    if job is None:
-        raise AppError(ErrorCode.JOB_NOT_FOUND, f"No job with id {job_id!r}.", status_code=404)
+    """Another key's job is 404, as an unknown id (soundstage_api.viewer)."""
+    job = visible_job(state.repo, job_id)
     return job_view(job, _children(state, job))
 
 
@@ -54,8 +54,12 @@ def list_jobs(  # noqa: PLR0917 - FastAPI query parameters
         Query(max_length=64, description="The steps of this multi-step job instead of the jobs clients submitted."),
     ] = None,
 ) -> JobList:
-    """The jobs clients submitted, newest first; with `parent_id`, the steps of that job."""
+    """The jobs clients submitted, newest first; with `parent_id`, the steps of that job. A key sees its
+    own jobs only (an admin key every job)."""
+    if parent_id is not None:
+        visible_job(state.repo, parent_id)
     jobs, total = state.repo.list_jobs(
+        only_owner=current_viewer().only_owner,
         status=status.value if status else None,
         kind=kind.value if kind else None,
         limit=limit,
@@ -75,6 +79,7 @@ def cancel_job(job_id: JobId, state: State) -> JobView:
     """A queued job never runs; a running job stops at its next progress update and ends `cancelled`
     (until then it shows `cancel_requested: true`). Cancelling a cancelled job is a no-op. Cancelling a
     multi-step job cancels every step; it ends `cancelled` once the running ones have stopped."""
+    visible_job(state.repo, job_id)  # another key's job is 404, and stays as it is
     job, cancelled_queued = state.repo.request_cancel(job_id)
     if JobStatus(job.status).is_terminal:
         events.announce_finished(state.redis, job.id, job.status)  # for requests waiting on it
