@@ -143,3 +143,13 @@ def test_the_multipart_fingerprint_ignores_the_boundary_wherever_chunks_split(ch
     one, two = b"9f8e7d6c5b4a39281706f5e4d3c2b1a0", b"0123456789abcdef0123456789abcdef"
     assert fingerprint(one, form(one, b"same")) == fingerprint(two, form(two, b"same"))
     assert fingerprint(one, form(one, b"same")) != fingerprint(two, form(two, b"other"))
+
+
+def test_openapi_declares_the_header_on_every_post(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    posts = {path: item["post"] for path, item in document["paths"].items() if "post" in item}
+    assert {"/generate", "/generate/soundtrack", "/separate", "/srocks/generate/"} <= set(posts)
+    for path, operation in posts.items():
+        (header,) = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+        assert header["in"] == "header" and header["schema"]["maxLength"] == 255, path
+        assert "409" in operation["responses"], path

@@ -41,11 +41,33 @@ def corrected(document: dict[str, Any]) -> dict[str, Any]:
         for method, operation in item.items():
             if method in _HTTP_METHODS:
                 _correct(operation)
+            if method == "post":
+                _correct_post(operation)
     schemas = document.get("components", {}).get("schemas", {})
     if _FASTAPI_422 not in repr(document.get("paths", {})):
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
     return document
+
+
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Send the request again with the same key to get the same job instead of a second one "
+    "(for IDEMPOTENCY_HOURS); the same key with another request is 409 `idempotency_key_reused`.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
+
+
+def _correct_post(operation: dict[str, Any]) -> None:
+    """Every POST creates a job: it takes ``Idempotency-Key`` (soundstage_api.idempotency)."""
+    parameters: list[dict[str, Any]] = operation.setdefault("parameters", [])
+    if not any(parameter.get("name") == _IDEMPOTENCY_KEY["name"] for parameter in parameters):
+        parameters.append(dict(_IDEMPOTENCY_KEY))
+    operation.setdefault("responses", {}).setdefault(
+        "409", _error_response("Idempotency-Key used for another request (code `idempotency_key_reused`)")
+    )
 
 
 def _correct(operation: dict[str, Any]) -> None:
