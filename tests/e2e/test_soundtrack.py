@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -145,9 +146,12 @@ def test_the_photo_memory_clients_call_works_unchanged(stack: Stack, s3_server: 
         assert set(transition["scores"]) == {"mfcc_similarity", "spectral_flux", "chroma_continuity", "energy_ratio"}
     # The stem-aware crossfades ran their separations on the Demucs pool, as steps of the soundtrack.
     steps = job["children"]
-    separations = [step for step in steps if step["kind"] == "separate"]
-    # One separation per transition: both sides around its 2 s crossfade (0.5 s margins), one Demucs segment.
+    separated = [step for step in steps if step["kind"] == "separate"]
+    # One separation per transition: both sides around its 2 s crossfade (0.5 s margins), one Demucs segment;
+    # an opening the quality loop regenerated (the seed is drawn per job) gets its own, named after it.
+    separations = [step for step in separated if ":opening:" not in step["step"]]
     assert [s["step"] for s in separations] == ["separate:0", "separate:1"]
+    assert all(re.fullmatch(r"separate:[01]:opening:\d+", s["step"]) for s in separated if s not in separations)
     assert all(step["status"] == "completed" for step in steps)
     assert [s["step"] for s in steps if s["kind"] == "generate"][:3] == ["scene:0", "scene:1", "tail:0"]
     with client_of(stack) as client:
