@@ -247,7 +247,7 @@ def clicks(bpm: float, start: float, end: float, first: float) -> np.ndarray:
 
 def run_seeded(stack: Stack, request: dict[str, Any], scenes: list[SeededScene], **choices: Any) -> dict[str, Any]:
     params = soundtrack_params(request, **choices)
-    job_id = seed_soundtrack(stack.env, params, scenes)
+    job_id = seed_soundtrack(stack.env, params, scenes, api_key=KEY)
     with client_of(stack) as client:
         return finished(stack, client, job_id)
 

@@ -24,6 +24,7 @@ from soundstage.queue import create_celery_app, enqueue_job
 from soundstage.schemas import SoundtrackJobParams
 from soundstage.settings import Settings
 from soundstage.storage import open_store
+from soundstage_api.viewer import owner_of
 from soundstage_pipeline.soundtrack.plan import SoundtrackPlan
 from soundstage_pipeline.soundtrack.rows import plan_of
 
@@ -61,9 +62,12 @@ def handoffs(plan: SoundtrackPlan, rate: int = RATE) -> list[int]:
     return [round(plan.handoff(k) * rate) for k in range(plan.transitions)]
 
 
-def seed_soundtrack(env: Mapping[str, str], params: SoundtrackJobParams, scenes: list[SeededScene]) -> str:
+def seed_soundtrack(
+    env: Mapping[str, str], params: SoundtrackJobParams, scenes: list[SeededScene], *, api_key: str | None = None
+) -> str:
     """Write the soundtrack and its done generation steps, store their audio, and send it to the pipeline
-    pool; returns the soundtrack's job id. ``env`` is the stack's environment (its database, Redis, store)."""
+    pool; returns the soundtrack's job id. ``env`` is the stack's environment (its database, Redis, store);
+    with ``api_key`` the soundtrack is that key's (per-key isolation), as if it had submitted it."""
     settings = Settings(
         database_url=env["DATABASE_URL"],
         redis_url=env["REDIS_URL"],
@@ -76,7 +80,11 @@ def seed_soundtrack(env: Mapping[str, str], params: SoundtrackJobParams, scenes:
         settings.resolved_storage_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region
     )
     parent = repo.create(
-        kind="soundtrack", queue=Queue.PIPELINE.value, model=params.model, params=params.model_dump(mode="json")
+        kind="soundtrack",
+        queue=Queue.PIPELINE.value,
+        model=params.model,
+        params=params.model_dump(mode="json"),
+        owner=owner_of(api_key) if api_key else None,
     )
     outputs: dict[str, np.ndarray] = {}
     for k, scene in enumerate(scenes):
