@@ -31,11 +31,7 @@ BATCH = 200
 
 def remove_job(repo: JobRepository, store: ObjectStore, job_id: str) -> int:
     """Delete ``job_id``'s stored objects (its steps' too), then its rows; the number of objects."""
-    removed = 0
-    for member in repo.family_ids(job_id):
-        for name in store.names(f"{member}_"):
-            store.delete(name)
-            removed += 1
+    removed = sum(remove_stored(store, member) for member in repo.family_ids(job_id))
     repo.delete(job_id)
     return removed
 
