@@ -1,11 +1,11 @@
-"""`soundstage run` (embedded or services mode) and `soundstage migrate`."""
+"""`soundstage run` (embedded or services mode), `soundstage migrate` and `soundstage keys`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from soundstage import migrations
+from soundstage import keys_cli, migrations
 from soundstage.logs import configure_logging
 from soundstage.settings import Settings
 
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     migrate = commands.add_parser("migrate", help="Apply database migrations (alembic upgrade).")
     migrate.add_argument("revision", nargs="?", default="head")
+    keys_cli.add_parser(commands)
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         migrations.upgrade(settings.resolved_database_url, args.revision)
         print(f"database at revision {args.revision}")
         return 0
+    if args.command == "keys":
+        return keys_cli.run(settings, args)
     return 2
 
 

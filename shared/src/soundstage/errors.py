@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_KEY_IN_USE = "idempotency_key_in_use"
     API_KEY_MISSING = "api_key_missing"
     API_KEY_INVALID = "api_key_invalid"
+    API_KEY_SCOPE = "api_key_scope"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
     HTTP_ERROR = "http_error"

@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         description="Comma-separated API keys that see, cancel and download every job and file (accepted "
         "like API_KEYS); every other key sees only its own.",
     )
+    key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="How long the API remembers a stored key's lookup (`soundstage keys`): a new key works "
+        "and a revoked one stops within this time.",
+    )
     max_duration: float = Field(
         default=300.0,
         gt=1,

@@ -1,77 +1,72 @@
-"""API-key check: `API_KEY` / `API_KEYS`, sent as `X-API-Key`; off when neither is set.
+"""API-key check, sent as `X-API-Key`: the environment's keys (`API_KEY`, `API_KEYS`, `ADMIN_API_KEYS`)
+and the keys stored hashed in the database (`soundstage keys create`); off when there are none
+(soundstage_api.key_ring).
 
 With `PUBLIC_READS` (musicgen-api's behaviour) the key is required only on requests that change
 something: GET and HEAD pass without it, POST and DELETE still need it.
 
-The check also records, for the rest of the request, which of this server's own files its URL inputs
-may name and whether the caller may read them (:class:`soundstage_api.own_files.OwnFiles`): a URL input
-naming `/files/<name>` is read from storage only when the same request could `GET /files/<name>`.
+A route that does something more than read names the scope it needs (:class:`RequireScope`): a key
+without it gets 403 `api_key_scope`. The check also makes the caller the request's viewer (per-key
+isolation, soundstage_api.viewer), and records which of this server's own files its URL inputs may name
+(:class:`soundstage_api.own_files.OwnFiles`): a URL input naming `/files/<name>` is read from storage only
+when the same request could `GET /files/<name>`.
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
 from soundstage.errors import AppError, ErrorCode
-from soundstage.settings import Settings
+from soundstage.keys import Scope
 from soundstage_api.own_files import OwnFiles, remember_own_files
 from soundstage_api.state import State
-from soundstage_api.viewer import may_open, remember_viewer
+from soundstage_api.viewer import current, may_open, remember_viewer
 
 KEY_HEADER = "X-API-Key"
-_header = APIKeyHeader(name=KEY_HEADER, auto_error=False, description="Required when the server sets API_KEY(S).")
+_header = APIKeyHeader(
+    name=KEY_HEADER,
+    auto_error=False,
+    description="Required when the server has API keys (API_KEYS or `soundstage keys`).",
+)
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 
 
-def key_error(settings: Settings, key: str | None) -> AppError | None:
-    """Why `key` does not pass (401 `api_key_missing`, 403 `api_key_invalid`), or None when it does
-    (or auth is off)."""
-    accepted = settings.accepted_api_keys
-    if not accepted:
-        return None
-    if not key:
-        return AppError(
-            ErrorCode.API_KEY_MISSING,
-            "Missing X-API-Key header.",
-            status_code=401,
-            headers={"WWW-Authenticate": "APIKey"},
-        )
-    # Compare against every key, without stopping early, in constant time per key.
-    matched = False
-    for candidate in accepted:
-        matched |= hmac.compare_digest(key.encode(), candidate.encode())
-    if not matched:
-        return AppError(ErrorCode.API_KEY_INVALID, "Invalid API key.", status_code=403)
-    return None
+def _missing() -> AppError:
+    return AppError(
+        ErrorCode.API_KEY_MISSING, "Missing X-API-Key header.", status_code=401, headers={"WWW-Authenticate": "APIKey"}
+    )
 
 
-def may_read(settings: Settings, key: str | None) -> bool:
-    """Whether a caller with `key` may read jobs and files (`GET /files/{name}`)."""
-    return settings.public_reads or key_error(settings, key) is None
-
-
-def _remember(request: Request, state: State, key: str | None) -> None:
-    remember_viewer(state.settings, key, key_valid=key_error(state.settings, key) is None)
+async def _authenticate(request: Request, state: State, key: str | None) -> AppError | None:
+    """Why ``key`` does not pass (401 `api_key_missing`, 403 `api_key_invalid`), or None when it does (or
+    auth is off); the caller becomes the request's viewer either way."""
+    enabled = await state.keys.auth_enabled()
+    caller = await state.keys.resolve(key) if enabled and key else None
+    error: AppError | None = None
+    if enabled and not key:
+        error = _missing()
+    elif enabled and caller is None:
+        error = AppError(ErrorCode.API_KEY_INVALID, "Invalid API key.", status_code=403)
+    remember_viewer(caller)
     remember_own_files(
         OwnFiles(
             store=state.store,
             base_urls=(str(request.base_url), *state.settings.public_base_urls),
-            readable=may_read(state.settings, key),
+            readable=state.settings.public_reads or error is None,
             may_open=lambda name: may_open(state.repo, name),
         )
     )
+    return error
 
 
 async def require_api_key(request: Request, state: State, key: Annotated[str | None, Depends(_header)]) -> None:
-    _remember(request, state, key)
+    error = await _authenticate(request, state, key)
     if state.settings.public_reads and request.method in READ_METHODS:
         return
-    error = key_error(state.settings, key)
     if error is not None:
         raise error
 
@@ -79,15 +74,36 @@ async def require_api_key(request: Request, state: State, key: Annotated[str | N
 async def require_api_key_401(request: Request, state: State, key: Annotated[str | None, Depends(_header)]) -> None:
     """The same check for APIs that know no 403 (the hosted MusicGen API): a wrong key is a 401 too, with
     its own code `api_key_invalid`. The header is the same (`x-api-key`: header names ignore case)."""
-    _remember(request, state, key)
-    error = key_error(state.settings, key)
+    error = await _authenticate(request, state, key)
     if error is not None:
         raise AppError(
             error.code, error.message, status_code=401, details=error.details, headers={"WWW-Authenticate": "APIKey"}
         )
 
 
+class RequireScope:
+    """A route's dependency: the caller's key must have ``scope`` (any caller passes while auth is off).
+    Declared after the key check, which it relies on; soundstage_api.guarded_route runs both before the
+    body is read."""
+
+    def __init__(self, scope: Scope, *, status_code: int = 403) -> None:
+        self.scope = scope
+        self.status_code = status_code  # 401 on the hosted MusicGen API's routes, which know no 403
+
+    async def __call__(self) -> None:
+        if not current().may(self.scope):
+            raise AppError(
+                ErrorCode.API_KEY_SCOPE,
+                f"This API key may not do this: it lacks the {self.scope.value!r} scope.",
+                status_code=self.status_code,
+                details={"scope": self.scope.value},
+            )
+
+
 KEY_CHECKS = (require_api_key, require_api_key_401)
 """The key checks a route may declare: soundstage_api.guarded_route runs them before reading the body."""
 ApiKey = Depends(require_api_key)
 ApiKeyOr401 = Depends(require_api_key_401)
+MayGenerate = Depends(RequireScope(Scope.GENERATE))
+MaySeparate = Depends(RequireScope(Scope.SEPARATE))
+MayGenerateOr401 = Depends(RequireScope(Scope.GENERATE, status_code=401))

@@ -27,7 +27,7 @@ from starlette.types import Message
 
 from soundstage.errors import AppError, ErrorCode
 from soundstage_api import idempotency
-from soundstage_api.auth import KEY_CHECKS, KEY_HEADER, READ_METHODS
+from soundstage_api.auth import KEY_CHECKS, KEY_HEADER, READ_METHODS, RequireScope
 from soundstage_api.state import get_state
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -37,13 +37,16 @@ class GuardedRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
         checks = [call for call in _calls(self.dependant) if call in KEY_CHECKS]
+        scopes = [call for call in _calls(self.dependant) if isinstance(call, RequireScope)]
 
         async def guarded(request: Request) -> Response:
             state = get_state(request)
             api_key = request.headers.get(KEY_HEADER)
             for check in checks:
                 await check(request, state, api_key)
-            started = idempotency.start(request, state.settings, api_key)
+            for scope in scopes:
+                await scope()
+            started = idempotency.start(request, state.settings)
             claim = started[0] if started else None
             try:
                 if request.method in READ_METHODS:

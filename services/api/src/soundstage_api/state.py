@@ -11,11 +11,12 @@ from prometheus_client import CollectorRegistry
 from redis import Redis
 from sqlalchemy import Engine
 
-from soundstage.db import JobRepository, create_db_engine, create_session_factory
+from soundstage.db import ApiKeyStore, JobRepository, create_db_engine, create_session_factory
 from soundstage.queue import create_celery_app
 from soundstage.settings import Settings
 from soundstage.storage import ObjectStore, open_store
 from soundstage_api.capabilities import CapabilityCache
+from soundstage_api.key_ring import KeyRing
 from soundstage_api.waiting import JobWaiter
 
 
@@ -28,6 +29,7 @@ class AppState:
     celery: Celery
     redis: Redis[bytes]
     capabilities: CapabilityCache
+    keys: KeyRing
     waiter: JobWaiter
     """Waits for jobs to finish (`Prefer: wait`, the compatibility APIs); its Redis pool is closed on shutdown."""
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -38,10 +40,11 @@ class AppState:
         engine = create_db_engine(settings.resolved_database_url)
         redis_url = settings.require_redis_url()
         redis = Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30)
+        sessions = create_session_factory(engine)
         return cls(
             settings=settings,
             engine=engine,
-            repo=JobRepository(create_session_factory(engine)),
+            repo=JobRepository(sessions),
             store=open_store(
                 settings.resolved_storage_url,
                 s3_endpoint_url=settings.s3_endpoint_url,
@@ -50,6 +53,7 @@ class AppState:
             celery=create_celery_app(settings, "soundstage-api"),
             redis=redis,
             capabilities=CapabilityCache(redis),
+            keys=KeyRing(settings, ApiKeyStore(sessions)),
             waiter=JobWaiter(redis_url, settings.sync_wait_max_connections),
         )
 

@@ -14,21 +14,28 @@ Another key's job or file is answered as if it did not exist (404), so ids canno
 
 from __future__ import annotations
 
-import hashlib
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from soundstage.db import Job, JobRepository
 from soundstage.errors import AppError, ErrorCode
-from soundstage.settings import Settings
+from soundstage.keys import ALL_SCOPES, Scope, owner_of
 
-OWNER_LENGTH = 32
+if TYPE_CHECKING:
+    from soundstage_api.key_ring import Caller
+
+__all__ = ["Viewer", "current", "may_open", "owner_of", "remember_viewer", "visible_job"]
 
 
 @dataclass(frozen=True)
 class Viewer:
     owner: str | None  # whose jobs new submissions become; None with auth off
     sees_all: bool
+    scopes: frozenset[Scope] = ALL_SCOPES
+
+    def may(self, scope: Scope) -> bool:
+        return scope in self.scopes
 
     def may_see(self, owner: str | None) -> bool:
         return self.sees_all or (owner is not None and owner == self.owner)
@@ -43,18 +50,13 @@ _EVERYONE = Viewer(owner=None, sees_all=True)
 _current: ContextVar[Viewer] = ContextVar("soundstage_viewer", default=_EVERYONE)
 
 
-def owner_of(api_key: str) -> str:
-    """What a job stores about the key that made it: a hash, never the key."""
-    return hashlib.sha256(api_key.encode()).hexdigest()[:OWNER_LENGTH]
-
-
-def remember_viewer(settings: Settings, api_key: str | None, *, key_valid: bool) -> None:
-    """Make the caller the request's viewer (called by the key check)."""
-    if not settings.auth_enabled or not api_key or not key_valid:
-        # Auth off, or a read that PUBLIC_READS lets through without a (valid) key: it sees all.
+def remember_viewer(caller: Caller | None) -> None:
+    """Make the caller the request's viewer (called by the key check). None: auth is off, or the request
+    has no valid key (a read that PUBLIC_READS lets through sees all; anything else is refused)."""
+    if caller is None:
         _current.set(_EVERYONE)
         return
-    _current.set(Viewer(owner=owner_of(api_key), sees_all=api_key in settings.accepted_admin_keys))
+    _current.set(Viewer(owner=caller.owner, sees_all=caller.admin, scopes=caller.scopes))
 
 
 def current() -> Viewer:

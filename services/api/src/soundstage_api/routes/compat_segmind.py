@@ -21,7 +21,7 @@ from soundstage.db import Job
 from soundstage.errors import AppError, ErrorCode
 from soundstage.schemas import ErrorBody, GenerateRequest, HostedGenerateRequest
 from soundstage.settings import HOSTED_MODEL_SIZES, Settings
-from soundstage_api.auth import ApiKeyOr401
+from soundstage_api.auth import ApiKeyOr401, MayGenerateOr401
 from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.routes.compat_common import WAIT_RESPONSES, generate_and_wait
 from soundstage_api.routes.files import file_response
@@ -31,7 +31,10 @@ PREFIX = "/segmind/v1"
 SLUG_PREFIX = "meta-musicgen-"
 
 router = APIRouter(
-    route_class=GuardedRoute, prefix=PREFIX, tags=["compat: hosted MusicGen"], dependencies=[ApiKeyOr401]
+    route_class=GuardedRoute,
+    prefix=PREFIX,
+    tags=["compat: hosted MusicGen"],
+    dependencies=[ApiKeyOr401, MayGenerateOr401],
 )
 
 _RESPONSES: dict[int | str, dict[str, object]] = {

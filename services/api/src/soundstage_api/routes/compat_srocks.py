@@ -27,7 +27,7 @@ from soundstage.db import Job
 from soundstage.errors import AppError
 from soundstage.schemas import ErrorBody, GenerateRequest, SRocksFile, SRocksGenerated, SRocksGenerateRequest
 from soundstage.schemas.compat import SRocksHealth
-from soundstage_api.auth import ApiKey
+from soundstage_api.auth import ApiKey, MayGenerate
 from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.routes.compat_common import WAIT_RESPONSES, generate_and_wait
 from soundstage_api.routes.files import DOWNLOAD_RESPONSES, IfNoneMatch, Limit, RangeHeader, Skip, file_response
@@ -94,10 +94,10 @@ async def srocks_health(state: State) -> SRocksHealth:
     "/generate/",
     response_model=SRocksGenerated,
     responses={**_BAD_REQUEST, **WAIT_RESPONSES},
-    dependencies=[ApiKey],
+    dependencies=[ApiKey, MayGenerate],
     summary="S.Rocks: generate music and wait for it",
 )
-@router.post("/generate", response_model=SRocksGenerated, dependencies=[ApiKey], include_in_schema=False)
+@router.post("/generate", response_model=SRocksGenerated, dependencies=[ApiKey, MayGenerate], include_in_schema=False)
 async def srocks_generate(body: SRocksGenerateRequest, state: State) -> SRocksGenerated | Response:
     """Generate music from `text` and answer once the WAV (32 kHz) exists: download it at `base + file_url`.
     The job runs through the ordinary queue; past SYNC_WAIT_SECONDS the answer is 202 `{job_id, status}`."""

@@ -16,14 +16,14 @@ from fastapi import APIRouter, Request
 
 from soundstage.pools import TaskName
 from soundstage.schemas import ContinueRequest, ErrorBody, JobCreated, JobKind
-from soundstage_api.auth import ApiKey
+from soundstage_api.auth import ApiKey, MayGenerate
 from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.routes.generate import ERRORS, job_params, submit_with_audio, validate_generation
 from soundstage_api.state import State
 from soundstage_api.uploads import form_error, multipart_body_schema, parse_form_parameters, receive_form
 
 logger = logging.getLogger(__name__)
-router = APIRouter(route_class=GuardedRoute, tags=["generate"], dependencies=[ApiKey])
+router = APIRouter(route_class=GuardedRoute, tags=["generate"], dependencies=[ApiKey, MayGenerate])
 
 FILE_PART = "audio_file"
 

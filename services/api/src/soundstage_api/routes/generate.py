@@ -42,7 +42,7 @@ from soundstage.schemas.generate import SEED_MAX
 from soundstage.settings import Settings
 from soundstage.storage import content_type_for
 from soundstage_api import idempotency
-from soundstage_api.auth import ApiKey
+from soundstage_api.auth import ApiKey, MayGenerate
 from soundstage_api.errors import unavailable
 from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.serving import require_servable
@@ -53,7 +53,7 @@ from soundstage_api.views import job_view
 from soundstage_api.waiting import is_finished, pending_response, requested_wait, wait_for_job
 
 logger = logging.getLogger(__name__)
-router = APIRouter(route_class=GuardedRoute, tags=["generate"], dependencies=[ApiKey])
+router = APIRouter(route_class=GuardedRoute, tags=["generate"], dependencies=[ApiKey, MayGenerate])
 
 ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody, "description": "X-API-Key missing"},

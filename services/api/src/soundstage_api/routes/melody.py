@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 
 from soundstage.pools import TaskName
 from soundstage.schemas import ErrorBody, GenerateRequest, JobCreated, JobKind
-from soundstage_api.auth import ApiKey
+from soundstage_api.auth import ApiKey, MayGenerate
 from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.routes.generate import (
     ERRORS,
@@ -25,7 +25,7 @@ from soundstage_api.routes.generate import (
 from soundstage_api.state import State
 from soundstage_api.uploads import form_error, multipart_body_schema, parse_form_parameters, receive_form
 
-router = APIRouter(route_class=GuardedRoute, tags=["generate"], dependencies=[ApiKey])
+router = APIRouter(route_class=GuardedRoute, tags=["generate"], dependencies=[ApiKey, MayGenerate])
 
 FILE_PART = "melody_file"
 URL_FIELD = "melody_audio_url"

@@ -36,7 +36,7 @@ from soundstage.errors import AppError, ErrorCode
 from soundstage.pools import Queue, TaskName
 from soundstage.schemas import ErrorBody, JobCreated, JobKind, SeparateJobParams, SeparateOptions, SeparateUrlRequest
 from soundstage.schemas.separate import STEMS_BY_MODE
-from soundstage_api.auth import ApiKey
+from soundstage_api.auth import ApiKey, MaySeparate
 from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.json_text import JsonTooDeepError, loads_bounded
 from soundstage_api.routes.generate import ERRORS, resolve_model, submit_with_audio
@@ -51,7 +51,7 @@ from soundstage_api.uploads import (
     receive_form,
 )
 
-router = APIRouter(route_class=GuardedRoute, tags=["separate"], dependencies=[ApiKey])
+router = APIRouter(route_class=GuardedRoute, tags=["separate"], dependencies=[ApiKey, MaySeparate])
 
 FILE_PART = "file"
 URL_FIELD = "audio_url"

@@ -22,14 +22,14 @@ from soundstage.pools import Queue, TaskName
 from soundstage.schemas import ErrorBody, JobCreated, JobKind, SoundtrackJobParams, SoundtrackRequest
 from soundstage.schemas.generate import SEED_MAX
 from soundstage.schemas.separate import STEMS_BY_MODE, SeparateOptions
-from soundstage_api.auth import ApiKey
+from soundstage_api.auth import ApiKey, MayGenerate
 from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.routes.generate import ERRORS, resolve_model, submit_with_melody
 from soundstage_api.routes.separate import validate_separation
 from soundstage_api.serving import require_servable
 from soundstage_api.state import AppState, State
 
-router = APIRouter(route_class=GuardedRoute, tags=["generate"], dependencies=[ApiKey])
+router = APIRouter(route_class=GuardedRoute, tags=["generate"], dependencies=[ApiKey, MayGenerate])
 
 _SOUNDTRACK_ERRORS: dict[int | str, dict[str, object]] = {
     **ERRORS,

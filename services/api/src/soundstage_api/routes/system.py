@@ -66,7 +66,7 @@ def health(state: State) -> Health:
             for pool in POOLS
         ],
         workers=workers,
-        auth_enabled=settings.auth_enabled,
+        auth_enabled=state.keys.enabled(),
     )
 
 
