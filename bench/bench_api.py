@@ -292,6 +292,9 @@ def api_stack(workdir: Path) -> Iterator[tuple[Stack, str, str]]:
             MUSICGEN_MODEL="random:tiny",
             LOG_LEVEL="INFO",
             PYTHONUNBUFFERED="1",
+            # One address stands for every simulated client: the per-address limit would measure itself.
+            RATE_LIMIT_PER_MINUTE="0",
+            RATE_LIMIT_PER_HOUR="0",
         )
         stack = Stack(env=env, log_dir=workdir)
         try:

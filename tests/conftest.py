@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,18 @@ import pytest
 
 from soundstage import migrations
 from tests.support.servers import PostgresServer, RedisServer, S3Server
+
+# Rate limits and per-key caps are the subject of their own tests (which set them); everywhere else they
+# would only make a fast test client look like an abuser. Set before any Settings is built, and inherited
+# by the API and worker processes the tests start.
+for _limit in (
+    "RATE_LIMIT_PER_MINUTE",
+    "RATE_LIMIT_PER_HOUR",
+    "KEY_RATE_LIMIT_PER_MINUTE",
+    "FAILED_KEY_LIMIT_PER_MINUTE",
+    "MAX_ACTIVE_JOBS_PER_KEY",
+):
+    os.environ.setdefault(_limit, "0")
 
 
 @pytest.fixture(scope="session")

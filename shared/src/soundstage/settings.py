@@ -81,6 +81,48 @@ class Settings(BaseSettings):
         description="How long the API remembers a stored key's lookup (`soundstage keys`): a new key works "
         "and a revoked one stops within this time.",
     )
+    rate_limit_per_minute: int = Field(
+        default=10,
+        ge=0,
+        le=1_000_000,
+        description="Job-creating requests one client address may make per minute without an API key (the "
+        "Magenta RT API's default); more get 429 `rate_limited` with `Retry-After`. `0`: no limit.",
+    )
+    rate_limit_per_hour: int = Field(
+        default=100,
+        ge=0,
+        le=10_000_000,
+        description="The same per hour (the Magenta RT API's default). `0`: no limit.",
+    )
+    key_rate_limit_per_minute: int = Field(
+        default=600,
+        ge=0,
+        le=10_000_000,
+        description="Requests one API key may make per minute (polls and downloads too); more get 429 "
+        "`rate_limited` with `Retry-After`. `0`: no limit.",
+    )
+    failed_key_limit_per_minute: int = Field(
+        default=10,
+        ge=0,
+        le=1_000_000,
+        description="Wrong API keys one client address may send per minute; past it, every request with a "
+        "key from that address gets 429 `too_many_failed_keys` until the minute frees up. `0`: no limit.",
+    )
+    max_active_jobs_per_key: int = Field(
+        default=100,
+        ge=0,
+        le=1_000_000,
+        description="Jobs one API key may have queued or running at once; one more gets 429 "
+        "`too_many_active_jobs`. `0`: no cap.",
+    )
+    daily_audio_seconds_per_key: float = Field(
+        default=0.0,
+        ge=0,
+        le=1e9,
+        description="Seconds of audio one API key may ask to generate per UTC day (failed and cancelled jobs "
+        "do not count); every answer to a key carries `X-Remaining-Credits`. Past it: 429 "
+        "`quota_exhausted` (406 on the hosted MusicGen API's route, as it answers). `0`: no quota.",
+    )
     max_duration: float = Field(
         default=300.0,
         gt=1,

@@ -21,6 +21,7 @@ from fastapi.security import APIKeyHeader
 
 from soundstage.errors import AppError, ErrorCode
 from soundstage.keys import Scope
+from soundstage_api.admission import answer_quota_with
 from soundstage_api.own_files import OwnFiles, remember_own_files
 from soundstage_api.state import State
 from soundstage_api.viewer import current, may_open, remember_viewer
@@ -41,16 +42,28 @@ def _missing() -> AppError:
     )
 
 
+_CHECKED = "soundstage_key_error"  # request.state: the check ran (soundstage_api.guarded_route runs it first)
+
+
 async def _authenticate(request: Request, state: State, key: str | None) -> AppError | None:
     """Why ``key`` does not pass (401 `api_key_missing`, 403 `api_key_invalid`), or None when it does (or
-    auth is off); the caller becomes the request's viewer either way."""
+    auth is off); the caller becomes the request's viewer either way. Counts the request against its
+    key's rate limit, and a wrong key against its address's (429 past either: soundstage_api.rate_limits).
+    Runs once per request: a second call answers as the first."""
+    if hasattr(request.state, _CHECKED):
+        error: AppError | None = getattr(request.state, _CHECKED)
+        return error
     enabled = await state.keys.auth_enabled()
+    if enabled and key:
+        await state.limits.refuse_guessing(request)
     caller = await state.keys.resolve(key) if enabled and key else None
-    error: AppError | None = None
+    error = None
     if enabled and not key:
         error = _missing()
     elif enabled and caller is None:
         error = AppError(ErrorCode.API_KEY_INVALID, "Invalid API key.", status_code=403)
+        await state.limits.count_failed_key(request)
+    setattr(request.state, _CHECKED, error)
     remember_viewer(caller)
     remember_own_files(
         OwnFiles(
@@ -60,6 +73,8 @@ async def _authenticate(request: Request, state: State, key: str | None) -> AppE
             may_open=lambda name: may_open(state.repo, name),
         )
     )
+    if caller is not None:
+        await state.limits.admit_key(caller.owner)
     return error
 
 
@@ -86,11 +101,13 @@ class RequireScope:
     Declared after the key check, which it relies on; soundstage_api.guarded_route runs both before the
     body is read."""
 
-    def __init__(self, scope: Scope, *, status_code: int = 403) -> None:
+    def __init__(self, scope: Scope, *, status_code: int = 403, quota_status_code: int = 429) -> None:
         self.scope = scope
         self.status_code = status_code  # 401 on the hosted MusicGen API's routes, which know no 403
+        self.quota_status_code = quota_status_code  # 406 there: how it says the credits ran out
 
     async def __call__(self) -> None:
+        answer_quota_with(self.quota_status_code)
         if not current().may(self.scope):
             raise AppError(
                 ErrorCode.API_KEY_SCOPE,
@@ -106,4 +123,4 @@ ApiKey = Depends(require_api_key)
 ApiKeyOr401 = Depends(require_api_key_401)
 MayGenerate = Depends(RequireScope(Scope.GENERATE))
 MaySeparate = Depends(RequireScope(Scope.SEPARATE))
-MayGenerateOr401 = Depends(RequireScope(Scope.GENERATE, status_code=401))
+MayGenerateOr401 = Depends(RequireScope(Scope.GENERATE, status_code=401, quota_status_code=406))

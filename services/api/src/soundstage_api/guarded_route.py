@@ -23,12 +23,14 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Message
 
 from soundstage.errors import AppError, ErrorCode
-from soundstage_api import idempotency
+from soundstage_api import admission, idempotency
 from soundstage_api.auth import KEY_CHECKS, KEY_HEADER, READ_METHODS, RequireScope
-from soundstage_api.state import get_state
+from soundstage_api.state import AppState, get_state
+from soundstage_api.viewer import current as current_viewer
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -46,11 +48,15 @@ class GuardedRoute(APIRoute):
                 await check(request, state, api_key)
             for scope in scopes:
                 await scope()
+            if scopes and current_viewer().owner is None:
+                await state.limits.admit_address(request)  # a job-creating request without a key
             started = idempotency.start(request, state.settings)
             claim = started[0] if started else None
             try:
                 if request.method in READ_METHODS:
-                    return await handler(request)
+                    response = await handler(request)
+                    await _tell_credits(state, response)
+                    return response
                 if _is_multipart(request):
                     response = await handler(request if claim is None else _hashing(request, claim.body))
                 else:
@@ -60,12 +66,21 @@ class GuardedRoute(APIRoute):
                     response = await handler(_replaying(request, body))
                 if claim is not None and claim.replayed:
                     response.headers[idempotency.REPLAYED_HEADER] = "true"
+                await _tell_credits(state, response)
                 return response
             finally:
                 if started:
                     idempotency.finish(started[1])
 
         return guarded
+
+
+async def _tell_credits(state: AppState, response: Response) -> None:
+    """``X-Remaining-Credits`` on an answer to a key while the daily quota is on (soundstage_api.admission)."""
+    owner = current_viewer().owner
+    if owner is not None and state.settings.daily_audio_seconds_per_key:
+        value = await run_in_threadpool(admission.credits_header, state.settings, state.repo, owner)
+        response.headers[admission.CREDITS_HEADER] = value
 
 
 def body_too_large(limit: int) -> AppError:

@@ -17,6 +17,7 @@ from soundstage.settings import Settings
 from soundstage.storage import ObjectStore, open_store
 from soundstage_api.capabilities import CapabilityCache
 from soundstage_api.key_ring import KeyRing
+from soundstage_api.rate_limits import RateLimits
 from soundstage_api.waiting import JobWaiter
 
 
@@ -30,6 +31,7 @@ class AppState:
     redis: Redis[bytes]
     capabilities: CapabilityCache
     keys: KeyRing
+    limits: RateLimits
     waiter: JobWaiter
     """Waits for jobs to finish (`Prefer: wait`, the compatibility APIs); its Redis pool is closed on shutdown."""
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -54,6 +56,7 @@ class AppState:
             redis=redis,
             capabilities=CapabilityCache(redis),
             keys=KeyRing(settings, ApiKeyStore(sessions)),
+            limits=RateLimits(settings),
             waiter=JobWaiter(redis_url, settings.sync_wait_max_connections),
         )
 

@@ -35,6 +35,7 @@ def new_job(
     stage: str | None = None,
     pipeline: dict[str, Any] | None = None,
     owner: str | None = None,
+    audio_seconds: float | None = None,
 ) -> Job:
     """A queued job row, not yet added to a session."""
     return Job(
@@ -48,6 +49,7 @@ def new_job(
         attempts=0,
         cancel_requested=False,
         created_at=utcnow(),
+        audio_seconds=audio_seconds,
         parent_id=parent_id,
         step=step,
         stage=stage,

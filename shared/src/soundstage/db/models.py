@@ -75,6 +75,7 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker: Mapped[str | None] = mapped_column(String(255))
     owner: Mapped[str | None] = mapped_column(String(64), index=True)  # a hash of the submitting API key
+    audio_seconds: Mapped[float | None] = mapped_column(Float)  # audio asked for: counts against a daily quota
     created_at: Mapped[datetime] = mapped_column(index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

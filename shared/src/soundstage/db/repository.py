@@ -17,7 +17,7 @@ from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from soundstage.db import handback
+from soundstage.db import handback, usage
 from soundstage.db import idempotency as idempotency_rows
 from soundstage.db import retention as retention_rows
 from soundstage.db.family import MAX_DEPTH, Family, cancel_jobs, move_parent_progress, new_job
@@ -82,12 +82,15 @@ class JobRepository:
         job_id: str | None = None,
         idempotency: IdempotencyRecord | None = None,
         owner: str | None = None,
+        audio_seconds: float | None = None,
     ) -> Job:
         """Insert a queued job. ``job_id`` (from :func:`new_job_id`) lets a caller name objects
         after the job before the row exists; by default a new id is made. With ``idempotency`` the key's
         row is written in the same transaction; :class:`IdempotencyRaceError` when another request took
         the key first (nothing was written)."""
-        job = new_job(kind=kind, queue=queue, model=model, params=params, job_id=job_id, owner=owner)
+        job = new_job(
+            kind=kind, queue=queue, model=model, params=params, job_id=job_id, owner=owner, audio_seconds=audio_seconds
+        )
         try:
             with self._sessions.begin() as session:
                 session.add(job)
@@ -193,6 +196,14 @@ class JobRepository:
                 .offset(skip)
             ).all()
             return list(rows)
+
+    def active_jobs(self, owner: str) -> int:
+        with self._sessions() as session:
+            return usage.active_jobs(session, owner)
+
+    def audio_seconds_since(self, owner: str, since: datetime) -> float:
+        with self._sessions() as session:
+            return usage.audio_seconds_since(session, owner, since)
 
     def count_by_status(self) -> dict[str, int]:
         """Jobs clients submitted, by status (steps of multi-step jobs are counted in their job)."""

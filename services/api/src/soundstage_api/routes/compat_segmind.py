@@ -42,6 +42,10 @@ _RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody, "description": "x-api-key missing (`api_key_missing`) or wrong (`api_key_invalid`)"},
     404: {"model": ErrorBody, "description": "A size this server does not serve (`not_found`)"},
     405: {"model": ErrorBody, "description": "Another method than POST (`method_not_allowed`)"},
+    406: {
+        "model": ErrorBody,
+        "description": "Not enough credits: the key's daily audio quota is spent (`quota_exhausted`)",
+    },
     422: {"model": ErrorBody, "description": "Invalid field (`validation_error`, naming each field)"},
     **WAIT_RESPONSES,
 }

@@ -41,7 +41,7 @@ from soundstage.schemas import (
 from soundstage.schemas.generate import SEED_MAX
 from soundstage.settings import Settings
 from soundstage.storage import content_type_for
-from soundstage_api import idempotency
+from soundstage_api import admission, idempotency
 from soundstage_api.auth import ApiKey, MayGenerate
 from soundstage_api.errors import unavailable
 from soundstage_api.guarded_route import GuardedRoute
@@ -279,6 +279,10 @@ def submit(
         return prior  # the job this Idempotency-Key already created
     if pool.serves_models:
         require_servable(state.capabilities, pool.queue, model)
+    owner = current_viewer().owner
+    seconds = admission.requested_seconds(kind, params)
+    if owner is not None:
+        admission.admit(state.settings, state.repo, owner, seconds)
     try:
         job = state.repo.create(
             kind=kind.value,
@@ -287,7 +291,8 @@ def submit(
             params=params,
             job_id=job_id,
             idempotency=claim.record() if claim is not None else None,
-            owner=current_viewer().owner,
+            owner=owner,
+            audio_seconds=seconds,
         )
     except IdempotencyRaceError:
         prior = claim.prior(state.repo) if claim is not None else None
