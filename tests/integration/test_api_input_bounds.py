@@ -95,7 +95,7 @@ def test_openapi_states_the_error_shape_and_the_key_errors_of_every_operation(cl
                 schema = responses["422"]["content"]["application/json"]["schema"]
                 assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path)
             if operation.get("security"):
-                assert {"401", "403"} <= set(responses), (method, path)
+                assert {"401", "403", "429"} <= set(responses), (method, path)
     assert "422" in document["paths"]["/jobs"]["get"]["responses"]
     assert {"401", "403"} <= set(document["paths"]["/files/"]["get"]["responses"])
     srocks = document["paths"]["/srocks/files/"]["get"]["responses"]

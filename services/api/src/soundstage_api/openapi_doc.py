@@ -2,7 +2,7 @@
 
 FastAPI adds a 422 with its own `HTTPValidationError` shape to every operation that takes parameters,
 but the error handlers answer every 422 as an `ErrorBody` (and the S.Rocks routes answer them as 400);
-and operations behind the API key did not all list the 401/403 it gives. A client generated from the
+and operations behind the API key did not all list the 401/403/429 it gives. A client generated from the
 document (or a schema checker run against it) must see the answers it will get.
 """
 
@@ -17,7 +17,9 @@ _ERROR_BODY = "#/components/schemas/ErrorBody"
 _HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
 _KEY_ERRORS = {
     "401": "X-API-Key missing (code `api_key_missing`)",
-    "403": "X-API-Key wrong (code `api_key_invalid`)",
+    "403": "X-API-Key wrong or revoked (code `api_key_invalid`), or without the route's scope (`api_key_scope`)",
+    "429": "A rate limit, per-key cap or daily quota, with Retry-After (codes `rate_limited`, "
+    "`too_many_failed_keys`, `too_many_active_jobs`, `quota_exhausted`)",
 }
 
 
@@ -36,7 +38,7 @@ def install_openapi(app: FastAPI) -> None:
 
 def corrected(document: dict[str, Any]) -> dict[str, Any]:
     """``document`` with every 422 in the error body's shape (or gone where the route answers 400
-    instead) and the key's 401/403 on every operation that needs the key."""
+    instead) and the key's 401/403/429 on every operation that needs the key."""
     for item in document.get("paths", {}).values():
         for method, operation in item.items():
             if method in _HTTP_METHODS:
