@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install install-dev run migrate models test test-unit lint format load bench-api bench-musicgen bench-demucs bench-soundtrack clean
+.PHONY: help install install-dev run migrate models test test-unit lint format load fuzz bench-api bench-musicgen bench-demucs bench-soundtrack clean
 
 help:
 	@echo "make run        start the whole stack in embedded mode on http://127.0.0.1:8000 (PORT=...)"
@@ -24,6 +24,7 @@ help:
 	@echo "make lint       ruff + mypy"
 	@echo "make bench-api  submission latency benchmark against real Redis + PostgreSQL"
 	@echo "make load       1,000 concurrent submissions from 50 clients: 0 lost, 0 duplicated, p50/p99"
+	@echo "make fuzz       Schemathesis over the whole API, with and without a key: 0 server errors, 0 mismatches"
 	@echo "make bench-musicgen  MusicGen decoding speed (random:small): the engine against plain generate"
 	@echo "make bench-demucs    Demucs separation speed and memory (random:htdemucs): the engine against apply_model"
 	@echo "make bench-soundtrack  a 6-scene 40 s soundtrack (random:small) against one /generate of 40 s"
@@ -79,6 +80,12 @@ bench-api: install-dev
 load: install-dev
 	@scripts/ensure-test-servers.sh
 	$(BIN)/python -m bench.bench_api --requests 1000 --concurrency 50 $(BENCH_ARGS)
+
+# Schemathesis is installed here, not with the test tools: it pulls its own hypothesis.
+fuzz: install-dev
+	@scripts/ensure-test-servers.sh
+	$(PIP_INSTALL) -c constraints.txt torch==$(TORCH_VERSION) "schemathesis==4.32.5"
+	$(BIN)/python -m bench.fuzz $(FUZZ_ARGS)
 
 bench-musicgen: install-dev
 	$(BIN)/python -m bench.bench_musicgen $(BENCH_ARGS)

@@ -66,6 +66,16 @@ def test_json_nested_past_the_parsers_recursion_on_a_json_route_is_a_422(client:
     assert error["details"][0]["type"] == "json_too_deep"
 
 
+def test_a_body_that_cannot_be_parsed_is_a_422_with_a_code(client: TestClient) -> None:
+    # Not UTF-8: FastAPI's own answer was a bare 400 `http_error` (found by `make fuzz`).
+    garbage = b"\x1c{\xff\xfe"
+    headers = {"Content-Type": "application/json"}
+    error = _error(client.post("/generate", content=garbage, headers=headers), 422, "validation_error")
+    assert error["details"][0]["type"] == "body_unparsable"
+    # S.Rocks answers its validation errors as 400, this one too.
+    assert client.post("/srocks/generate/", content=garbage, headers=headers).status_code == 400
+
+
 def test_json_nested_within_the_bound_is_judged_as_usual(client: TestClient) -> None:
     body = f'{{"audio_url": {_nested(MAX_JSON_DEPTH - 1)}}}'
     error = _error(
@@ -85,6 +95,13 @@ def test_if_none_match_star_and_weak_tags_answer_304(client: TestClient) -> None
     assert client.get(name, headers={"If-None-Match": '"other"'}).status_code == 200
 
 
+def test_a_405_names_every_method_the_path_serves(client: TestClient) -> None:
+    # FastAPI makes one route per method; Starlette's 405 named the first one's only ("GET").
+    refused = client.options("/jobs/0658da75-efdb-4f56-92bd-accbc08dacec")
+    assert refused.status_code == 405 and refused.headers["Allow"] == "DELETE, GET"
+    assert refused.json()["error"]["code"] == "method_not_allowed"
+
+
 def test_openapi_states_the_error_shape_and_the_key_errors_of_every_operation(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
     assert "HTTPValidationError" not in repr(document)
@@ -98,6 +115,7 @@ def test_openapi_states_the_error_shape_and_the_key_errors_of_every_operation(cl
                 assert {"401", "403", "429"} <= set(responses), (method, path)
     assert "422" in document["paths"]["/jobs"]["get"]["responses"]
     assert {"401", "403"} <= set(document["paths"]["/files/"]["get"]["responses"])
+    assert "404" in document["paths"]["/jobs"]["get"]["responses"]  # an unknown parent_id
     srocks = document["paths"]["/srocks/files/"]["get"]["responses"]
     assert "400" in srocks and "422" not in srocks  # S.Rocks answers its validation errors as 400
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -58,6 +59,20 @@ def _validation_message(details: list[dict[str, Any]]) -> str:
 _HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API document lists for the request's path (FastAPI makes one route per method,
+    and its routers resolve routes lazily, so the document is where they are all named)."""
+    path = request.url.path
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), path):
+            methods |= {method.upper() for method in item if method in _HTTP_METHODS}
+    return sorted(methods)
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     import kombu.exceptions
     import redis.exceptions
@@ -74,13 +89,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return _render(AppError(ErrorCode.VALIDATION_ERROR, message, status_code=422, details=details))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if isinstance(exc.__cause__, RecursionError):  # FastAPI's body parser met JSON nested too deep
             details = [{"loc": ["body"], "msg": str(JsonTooDeepError()), "type": "json_too_deep"}]
             message = _validation_message(details)
             return _render(AppError(ErrorCode.VALIDATION_ERROR, message, status_code=422, details=details))
         code = _HTTP_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:  # Starlette names the methods of the first route on the path only
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
         return _render(AppError(code, str(exc.detail), status_code=exc.status_code, headers=headers))
 
     @app.exception_handler(sqlalchemy.exc.OperationalError)

@@ -24,6 +24,7 @@ from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 
 from soundstage.errors import AppError, ErrorCode
@@ -37,7 +38,7 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 class GuardedRoute(APIRoute):
     def get_route_handler(self) -> Handler:
-        handler = super().get_route_handler()
+        handler = _unparsable_is_422(super().get_route_handler())
         checks = [call for call in _calls(self.dependant) if call in KEY_CHECKS]
         scopes = [call for call in _calls(self.dependant) if isinstance(call, RequireScope)]
 
@@ -73,6 +74,23 @@ class GuardedRoute(APIRoute):
                     idempotency.finish(started[1])
 
         return guarded
+
+
+def _unparsable_is_422(handler: Handler) -> Handler:
+    """A body FastAPI cannot parse at all (not UTF-8, a broken form) is a 422 ``validation_error`` with a
+    code, as malformed JSON is, not FastAPI's bare 400."""
+
+    async def parsing(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except StarletteHTTPException as error:
+            if error.status_code != 400 or isinstance(error.__cause__, RecursionError):
+                raise  # nesting too deep: soundstage_api.errors answers it
+            message = "Invalid request: the body could not be parsed (not UTF-8 JSON, or a broken form)."
+            details = [{"loc": ["body"], "msg": "could not be parsed", "type": "body_unparsable"}]
+            raise AppError(ErrorCode.VALIDATION_ERROR, message, status_code=422, details=details) from None
+
+    return parsing
 
 
 async def _tell_credits(state: AppState, response: Response) -> None:

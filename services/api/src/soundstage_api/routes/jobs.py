@@ -40,7 +40,12 @@ def _children(state: AppState, job: Job) -> list[Job]:
     return state.repo.children(job.id) if job.kind == JobKind.SOUNDTRACK.value else []
 
 
-@router.get("/jobs", response_model=JobList, summary="List jobs, newest first")
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    responses={404: {"model": ErrorBody, "description": "Unknown `parent_id`"}},
+    summary="List jobs, newest first",
+)
 def list_jobs(  # noqa: PLR0917 - FastAPI query parameters
     state: State,
     limit: Annotated[int, Query(ge=1, le=200, description="Page size, 1-200. Default 50.")] = 50,
