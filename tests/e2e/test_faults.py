@@ -239,3 +239,22 @@ def test_broker_outage_is_503_and_api_and_worker_recover(make_stack: StackFactor
             # The worker reconnects by itself and runs the job.
             job = poll_job(client, again.json()["job_id"], {"completed", "failed"}, timeout=120)
             assert job["status"] == "completed", (job, stack.logs())
+
+
+def test_jobs_whose_messages_a_restarted_broker_lost_are_sent_again_and_complete(make_stack: StackFactory) -> None:
+    """Redis without persistence comes back empty: the queued jobs' messages (one waiting, one prefetched by
+    the busy worker) are gone, and the reaper sends the jobs again once their rows say they were sent
+    JOB_REAP_AFTER_SECONDS ago (the same path covers a message lost in a crash mid-delivery)."""
+    with RedisServer() as broker:
+        stack = make_stack(redis=broker, MUSICGEN_MAX_BATCH="1", JOB_REAP_AFTER_SECONDS="3")
+        _, busy = start_with_running_job(stack)
+        with stack.client() as client:
+            waiting = [client.post("/generate", json={"prompt": "x", "duration": 1}).json()["job_id"] for _ in range(2)]
+            broker.stop()
+            broker.start()
+            assert broker.client().llen("musicgen") == 0
+            for job_id in [busy, *waiting]:
+                job = poll_job(client, job_id, {"completed", "failed"}, timeout=150)
+                assert job["status"] == "completed", (job, stack.logs())
+                assert len(job["result_urls"]) == 1
+    assert stack.logs().count("the broker held no message for it; sent again") >= 2

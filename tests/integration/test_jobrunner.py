@@ -271,3 +271,63 @@ def test_a_model_error_gets_a_code_a_message_for_the_client_and_an_incident_id_i
     logged = [record for record in caplog.records if incident in record.getMessage()]
     assert logged and logged[0].exc_info is not None and logged[0].exc_info[1] is error
     assert stopped == ([True] if stops else [])
+
+
+def test_a_retry_of_a_run_of_this_process_that_ended_unrecorded_is_taken_over_at_once(
+    parts: tuple[JobRepository, LocalObjectStore, JobRunner],
+) -> None:
+    """The row names this very process and its heartbeat is fresh, but no run of it is alive here: the run
+    ended without recording it (the database was away), and the task's retry came back to this process."""
+    from soundstage.jobrunner import JobBusyError
+
+    repo, _, runner = parts
+    job_id = repo.create(kind="generate", queue="musicgen", model="m", params={}).id
+    repo.claim(job_id, worker="w", max_attempts=3, stale_after_s=300)
+    repo.update_progress(job_id, 50.0, "running", worker="w")
+    busy: list[BaseException] = []
+
+    def execute(job: Job, report: ProgressReporter) -> JobOutput:
+        try:  # a duplicate delivery while this run is alive here is still busy
+            runner.run(job.id, lambda job, report: JobOutput(files=[]))
+        except JobBusyError as error:
+            busy.append(error)
+        return JobOutput(files=[])
+
+    runner.run(job_id, execute)
+    job = repo.get(job_id)
+    assert job is not None and job.status == "completed" and job.attempts == 2
+    assert len(busy) == 1
+
+
+def test_a_run_that_finishes_while_the_database_is_down_completes_when_it_is_back(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    import threading
+
+    from tests.support.servers import PostgresServer
+
+    with PostgresServer() as database:
+        from soundstage import migrations
+
+        migrations.upgrade(database.url)
+        repo = JobRepository(create_session_factory(create_db_engine(database.url)))
+        store = LocalObjectStore(tmp_path / "files")
+        runner = JobRunner(repo=repo, store=store, redis=redis_server.client(), worker_name="w", max_attempts=3)
+        job_id = repo.create(kind="generate", queue="musicgen", model="m", params={}).id
+        restarted = threading.Event()
+
+        def restart_later() -> None:
+            time.sleep(2)
+            database.start()
+            restarted.set()
+
+        def execute(job: Job, report: ProgressReporter) -> JobOutput:
+            stored = store.put_bytes(f"{job.id}_generated.wav", b"RIFF....")
+            database.stop()  # a restart of PostgreSQL just as the run finishes
+            threading.Thread(target=restart_later, daemon=True).start()
+            return JobOutput(files=[NewFile(stored.name, "audio/wav", stored.size)])
+
+        runner.run(job_id, execute)
+        assert restarted.is_set()
+        job = repo.get(job_id)
+        assert job is not None and job.status == "completed" and job.attempts == 1 and len(job.files) == 1

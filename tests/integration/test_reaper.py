@@ -1,16 +1,23 @@
 """The reaper and the hand-back, on a real database (SQLite and PostgreSQL) and a real Redis registry: a job
 whose worker died is queued again (and a poison job ends `attempts_exhausted`), a live or recently written
-job is left alone, and a stopping worker gives its running jobs back at once."""
+job is left alone, a stopping worker gives its running jobs back at once, and a queued job whose message the
+broker lost (real Kombu messages in Redis: queued, delivered, missing) is sent again."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
-from soundstage import reaper, workers
+from soundstage import broker_contents, reaper, workers
 from soundstage.db import ClaimOutcome, Job, JobRepository, NewChild, Progress, create_db_engine, create_session_factory
 from soundstage.db.models import utcnow
 from soundstage.errors import ErrorCode
+from soundstage.pools import TaskName
+from soundstage.queue import create_celery_app, enqueue_job
 from soundstage.schemas import WorkerInfo
+from soundstage.settings import Settings
 from tests.support.servers import RedisServer
 
 SWEEPER = "host-a:1"
@@ -29,6 +36,14 @@ def registry(redis_server: RedisServer) -> object:
     client.flushall()
     register(client, SWEEPER)
     return client
+
+
+@pytest.fixture
+def broker(redis_server: RedisServer, registry: object) -> Iterator[Any]:
+    """A Celery app on that Redis, publishing real task messages as the API does."""
+    app = create_celery_app(Settings(redis_url=redis_server.url))
+    yield app
+    app.close()
 
 
 def register(redis: object, hostname: str) -> None:
@@ -76,12 +91,17 @@ def test_a_job_whose_worker_left_the_registry_is_queued_again_and_published(
     assert sweep(repo, registry, published) == []  # its new worker is alive
 
 
-def test_a_recently_written_job_and_a_pipeline_parent_are_left_alone(repo: JobRepository, registry: object) -> None:
+def test_a_recently_written_job_and_a_pipeline_parent_are_left_alone(
+    repo: JobRepository, registry: object, broker: Any
+) -> None:
     recent = running(repo, DEAD)
     parent = repo.create(kind="soundtrack", queue="pipeline", model=None, params={}).id
     with repo.family(parent) as family:
         family.start(DEAD)  # the pipeline worker that started it died: its steps advance it anyway
-        family.add_child(NewChild(step="scene:0", kind="generate", queue="musicgen", model=None, params={}, stage="x"))
+        child = family.add_child(
+            NewChild(step="scene:0", kind="generate", queue="musicgen", model=None, params={}, stage="x")
+        )
+    enqueue_job(broker, TaskName.MUSICGEN_GENERATE, child.id)  # its message waits in the queue
     published: list[str] = []
     assert sweep(repo, registry, published, idle_seconds=3600) == []
     assert sweep(repo, registry, published) == [recent]
@@ -142,3 +162,48 @@ def test_a_hand_back_that_cannot_publish_changes_nothing(repo: JobRepository) ->
         repo.hand_back(SWEEPER, broker_down)
     job = repo.get(job_id)
     assert job is not None and job.status == "processing" and job.worker == SWEEPER and job.attempts == 1
+
+
+def queued(repo: JobRepository) -> str:
+    return repo.create(kind="generate", queue="musicgen", model="random:tiny", params={}).id
+
+
+def test_a_queued_job_whose_message_the_broker_lost_is_sent_again(
+    repo: JobRepository, registry: Any, broker: Any
+) -> None:
+    waiting, delivered, lost = queued(repo), queued(repo), queued(repo)
+    enqueue_job(broker, TaskName.MUSICGEN_GENERATE, delivered)
+    enqueue_job(broker, TaskName.MUSICGEN_GENERATE, waiting)
+    with broker.connection_for_read() as connection:
+        # A consumer takes the first message and has not acknowledged it: Kombu keeps it in `unacked`.
+        consumer = connection.SimpleQueue("musicgen", no_ack=False)
+        message = consumer.get(timeout=5)
+        assert registry.hlen(broker_contents.UNACKED_KEY) == 1 and registry.llen("musicgen") == 1
+        published: list[str] = []
+        assert sweep(repo, registry, published, idle_seconds=3600) == []  # sent too recently to judge
+        assert sweep(repo, registry, published) == [lost]
+        assert published == [lost]
+        resent = repo.get(lost)
+        assert resent is not None and resent.status == "queued" and resent.attempts == 0
+        # Sent again just now: the next sweep leaves it to the message it was given.
+        assert sweep(repo, registry, published, idle_seconds=3600) == []
+        message.ack()
+        consumer.close()
+
+
+def test_the_jobs_of_a_queue_too_long_to_look_into_are_left_alone(
+    repo: JobRepository, registry: Any, broker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(broker_contents, "MAX_SCANNED", 1)
+    for _ in range(2):
+        enqueue_job(broker, TaskName.MUSICGEN_GENERATE, queued(repo))
+    queued(repo)  # its message may be further down a long queue: nothing is concluded
+    assert sweep(repo, registry, []) == []
+
+
+def test_job_of_reads_the_job_of_a_real_message_and_nothing_of_anything_else(registry: Any, broker: Any) -> None:
+    enqueue_job(broker, TaskName.MUSICGEN_GENERATE, "job-1")
+    (envelope,) = registry.lrange("musicgen", 0, -1)
+    assert broker_contents.job_of(envelope) == "job-1"
+    for junk in (b"", b"not json", b"{}", b'{"body": "!!"}', b'{"body": "e30=", "properties": {}}', b"[1]"):
+        assert broker_contents.job_of(junk) is None

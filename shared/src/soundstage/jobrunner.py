@@ -17,9 +17,10 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from soundstage import events, telemetry
+from soundstage import events, runs_here, telemetry
 from soundstage.db.models import Job, utcnow
 from soundstage.db.repository import ClaimOutcome, JobRepository, NewFile, Progress
+from soundstage.db.retrying import through_outage
 from soundstage.device_faults import DeviceFault, device_fault
 from soundstage.errors import AppError, ErrorCode, JobCancelledError, JobHandedBackError, JobTimedOutError
 from soundstage.retention import remove_stored
@@ -171,9 +172,9 @@ class JobRunner:
             job_id, worker=self._worker, max_attempts=self._max_attempts, stale_after_s=self._stale_after_s
         )
         job = claim.job
-        if claim.outcome is ClaimOutcome.BUSY and job is not None and _died_on_this_host(job.worker):
-            # Its process on this machine is gone (a killed pool process): take over now
-            # instead of waiting for the heartbeat to go stale.
+        if claim.outcome is ClaimOutcome.BUSY and job is not None and self._run_is_gone(job):
+            # Its process on this machine is gone (a killed pool process), or it is this process and the
+            # run ended without recording it: take over now instead of waiting for the heartbeat to go stale.
             claim = self._repo.claim(job_id, worker=self._worker, max_attempts=self._max_attempts, stale_after_s=0)
             job = claim.job
         if claim.outcome is ClaimOutcome.BUSY and job is not None:
@@ -202,8 +203,14 @@ class JobRunner:
             (utcnow() - job.created_at).total_seconds(),
         )
         logger.info("job %s: started (attempt %d)", job_id, job.attempts)
-        self._execute(job, execute)
+        with runs_here.running(job_id):
+            self._execute(job, execute)
         self._finished(job)
+
+    def _run_is_gone(self, job: Job) -> bool:
+        if job.worker == self._worker:
+            return not runs_here.is_running(job.id)
+        return _died_on_this_host(job.worker)
 
     def fail(self, job_id: str, code: ErrorCode, message: str) -> None:
         """Fail a job from outside `run` (for example after the task's retries ran out)."""
@@ -250,18 +257,22 @@ class JobRunner:
         except (JobTimedOutError, SoftTimeLimitExceeded):
             logger.warning("job %s: exceeded the job time limit", job.id)
             message = "The job ran past JOB_TIMEOUT_SECONDS and was stopped."
-            self._repo.fail(job.id, ErrorCode.JOB_TIMEOUT, message)
+            self._fail(job.id, ErrorCode.JOB_TIMEOUT, message)
             self._record(job, "failed", error_code=ErrorCode.JOB_TIMEOUT.value)
             return
         except AppError as error:
             logger.warning("job %s: failed: %s (%s)", job.id, error.message, error.code.value)
-            self._repo.fail(job.id, error.code, error.message)
+            self._fail(job.id, error.code, error.message)
             self._record(job, "failed", error_code=error.code.value)
             return
         except Exception as error:  # a bug, a model error or a device fault
             self._model_error(job, error)
             return
-        if self._repo.complete(job.id, output.files, output.result, worker=self._worker):
+        completed = through_outage(
+            lambda: self._repo.complete(job.id, output.files, output.result, worker=self._worker),
+            what=f"job {job.id}: recording its completion",
+        )
+        if completed:
             duration = time.monotonic() - started
             logger.info("job %s: completed in %.2f s", job.id, duration)
             self._record(job, "completed", duration_s=duration, audio_s=output.audio_seconds)
@@ -278,6 +289,9 @@ class JobRunner:
                 self._store.delete(new.name)
             self._drop_stored(job.id)
             self._record(job, "cancelled")
+
+    def _fail(self, job_id: str, code: ErrorCode, message: str) -> None:
+        through_outage(lambda: self._repo.fail(job_id, code, message), what=f"job {job_id}: recording its failure")
 
     def _drop_stored(self, job_id: str) -> None:
         """A cancelled job keeps nothing: its inputs (and anything it wrote) go at once, not at retention."""
@@ -313,7 +327,7 @@ class JobRunner:
                 f"Generation failed: an unexpected error in the worker (incident {incident}); its log has details."
             )
         logger.error("job %s: %s (incident %s)", job.id, code.value, incident, exc_info=error)
-        self._repo.fail(job.id, code, message)
+        self._fail(job.id, code, message)
         self._record(job, "failed", error_code=code.value)
         if fault is DeviceFault.BROKEN and self._on_broken_device is not None:
             logger.critical("job %s: the device is broken for this process (incident %s); stopping", job.id, incident)

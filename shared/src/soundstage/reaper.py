@@ -10,6 +10,11 @@ Every worker process sweeps after each heartbeat (soundstage.workers.Heartbeat).
 JOB_REAP_AFTER_SECONDS. A job that killed its worker each time fails with ``attempts_exhausted`` at its
 next claim once it has used MAX_JOB_ATTEMPTS.
 
+The same sweep sends again every queued job that was last sent JOB_REAP_AFTER_SECONDS ago and whose
+message the broker holds nowhere (soundstage.broker_contents): Redis lost it in a crash between a
+consumer's BRPOP and its bookkeeping, or all of them in a restart without persistence. A duplicate is
+harmless (a claim takes a job once); a lost message would leave its job queued for good.
+
 The registry is trusted only when it lists the sweeping process itself: right after Redis lost its data
 (a restart without persistence) every worker looks dead for up to 10 s, and nothing is reaped then.
 """
@@ -20,9 +25,11 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from soundstage.broker_contents import held_jobs
 from soundstage.db.handback import Publish
 from soundstage.db.models import utcnow
 from soundstage.db.repository import JobRepository
+from soundstage.pools import Queue
 from soundstage.workers import REFRESH_SECONDS, list_workers
 
 logger = logging.getLogger(__name__)
@@ -40,7 +47,19 @@ def sweep(repo: JobRepository, redis: Any, publish: Publish, *, sweeper: str, id
     if sweeper not in live:
         logger.info("reaper: this worker is not in the registry yet; not sweeping")
         return None
-    requeued = repo.requeue_abandoned(live, utcnow() - timedelta(seconds=idle_seconds), publish)
+    idle_before = utcnow() - timedelta(seconds=idle_seconds)
+    requeued = repo.requeue_abandoned(live, idle_before, publish)
     for job_id in requeued:
         logger.warning("reaper: job %s lost its worker; queued again", job_id)
-    return requeued
+    resent = repo.send_unsent(lambda queues: _held(redis, queues), idle_before, publish)
+    for job_id in resent:
+        logger.warning("reaper: job %s was queued but the broker held no message for it; sent again", job_id)
+    return requeued + resent
+
+
+def _held(redis: Any, queues: set[str]) -> tuple[set[str], set[str]]:
+    """The jobs the broker holds a message for (in ``queues`` or delivered), and the queues not looked
+    into: too long, or unknown to this version (their jobs are left alone)."""
+    known = {Queue(name) for name in queues if name in set(Queue)}
+    held, unscanned = held_jobs(redis, known)
+    return held, {queue.value for queue in unscanned} | (queues - {queue.value for queue in known})

@@ -273,7 +273,8 @@ class Settings(BaseSettings):
         default=45,
         ge=1,
         description="A running job whose worker has left the registry (30 s after its process died) and whose "
-        "row was not written for this long is queued again by the reaper (checked every 10 s).",
+        "row was not written for this long is queued again by the reaper (checked every 10 s); a queued job "
+        "sent this long ago whose message the broker holds nowhere is sent again.",
     )
     job_heartbeat_timeout: float = Field(
         default=300,

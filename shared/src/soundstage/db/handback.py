@@ -6,8 +6,10 @@
 - **requeue_abandoned**: the reaper (soundstage.reaper) gives back a job whose worker died (no registry
   entry in Redis) and whose row has not been written for a while. That run does count, so a job that
   kills its worker every time fails with ``attempts_exhausted`` at its MAX_JOB_ATTEMPTS-th claim.
+- **send_again**: the reaper publishes once more a queued job whose message the broker lost
+  (soundstage.broker_contents); its row is untouched but for when it was sent.
 
-Either way the row goes back to ``queued`` and a new message is published inside the same transaction:
+For the first two the row goes back to ``queued`` and a new message is published inside the same transaction:
 a worker that receives it at once waits on the row's lock and then finds the job queued (if publishing
 fails, nothing changed). The old message, still unacknowledged, is delivered again after the visibility
 timeout and finds the job running or finished, as any duplicate delivery does.
@@ -20,10 +22,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from soundstage.db.models import Job
+from soundstage.db.models import Job, utcnow
 from soundstage.pools import ADVANCED_KINDS
 from soundstage.schemas.common import JobStatus
 
@@ -79,10 +81,33 @@ def requeue_abandoned(session: Session, job_id: str, worker: str, idle_before: d
     return True
 
 
+def unsent_candidates(session: Session, sent_before: datetime, limit: int) -> list[tuple[str, str]]:
+    """Queued jobs (id, queue) last sent before ``sent_before`` (a queued row's ``heartbeat_at`` is when it
+    was last published; a new row's is empty and its ``created_at`` stands in), oldest first."""
+    sent_at = func.coalesce(Job.heartbeat_at, Job.created_at)
+    rows = session.execute(
+        select(Job.id, Job.queue)
+        .where(Job.status == JobStatus.QUEUED.value, sent_at < sent_before)
+        .order_by(sent_at)
+        .limit(limit)
+    ).all()
+    return [(row.id, row.queue) for row in rows]
+
+
+def send_again(session: Session, job_id: str, sent_before: datetime, publish: Publish) -> bool:
+    """Publish queued job ``job_id`` once more if it is still queued and was last sent before ``sent_before``."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None or job.status != JobStatus.QUEUED.value or (job.heartbeat_at or job.created_at) >= sent_before:
+        return False
+    job.heartbeat_at = utcnow()
+    publish(job)
+    return True
+
+
 def _queue_again(job: Job, message: str) -> None:
     job.status = JobStatus.QUEUED.value
     job.worker = None
-    job.heartbeat_at = None
+    job.heartbeat_at = utcnow()  # when it was sent again: the reaper's clock for a message the broker loses
     job.started_at = None
     job.progress = 0.0
     job.progress_detail = {"message": message}

@@ -6,7 +6,7 @@ any number of workers can race without a job ever moving backwards.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -319,6 +319,31 @@ class JobRepository:
                 if handback.requeue_abandoned(session, job_id, worker, idle_before, publish):
                     requeued.append(job_id)
         return requeued
+
+    def send_unsent(
+        self,
+        held: Callable[[set[str]], tuple[set[str], set[str]]],
+        sent_before: datetime,
+        publish: Publish,
+        *,
+        limit: int = 500,
+    ) -> list[str]:
+        """Publish once more the queued jobs last sent before ``sent_before`` whose message the broker holds
+        nowhere: ``held`` gets the candidates' queues and answers the ids the broker holds and the queues it
+        could not look into (see soundstage.broker_contents); returns the ids sent again."""
+        with self._sessions() as session:
+            candidates = handback.unsent_candidates(session, sent_before, limit)
+        if not candidates:
+            return []
+        found, unlooked = held({queue for _, queue in candidates})
+        sent = []
+        for job_id, queue in candidates:
+            if job_id in found or queue in unlooked:
+                continue
+            with self._sessions.begin() as session:
+                if handback.send_again(session, job_id, sent_before, publish):
+                    sent.append(job_id)
+        return sent
 
     def complete(self, job_id: str, files: list[NewFile], result: dict[str, Any], *, worker: str) -> bool:
         """Record the outputs of ``worker``'s run and complete the job; False if it is no longer that run's
