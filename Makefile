@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install install-dev run migrate models test test-unit lint format load fuzz bench-api bench-musicgen bench-demucs bench-soundtrack clean
+.PHONY: help install install-dev run migrate models test test-unit lint format load fuzz chaos bench-api bench-musicgen bench-demucs bench-soundtrack clean
 
 help:
 	@echo "make run        start the whole stack in embedded mode on http://127.0.0.1:8000 (PORT=...)"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench-api  submission latency benchmark against real Redis + PostgreSQL"
 	@echo "make load       1,000 concurrent submissions from 50 clients: 0 lost, 0 duplicated, p50/p99"
 	@echo "make fuzz       Schemathesis over the whole API, with and without a key: 0 server errors, 0 mismatches"
+	@echo "make chaos      kill workers, Ctrl-C the embedded stack, crash Redis, stop PostgreSQL: nothing stuck or lost"
 	@echo "make bench-musicgen  MusicGen decoding speed (random:small): the engine against plain generate"
 	@echo "make bench-demucs    Demucs separation speed and memory (random:htdemucs): the engine against apply_model"
 	@echo "make bench-soundtrack  a 6-scene 40 s soundtrack (random:small) against one /generate of 40 s"
@@ -86,6 +87,11 @@ fuzz: install-dev
 	@scripts/ensure-test-servers.sh
 	$(PIP_INSTALL) -c constraints.txt torch==$(TORCH_VERSION) "schemathesis==4.32.5"
 	$(BIN)/python -m bench.fuzz $(FUZZ_ARGS)
+
+# CHAOS_ARGS names scenarios to run only those: sigkill ctrl-c redis postgres.
+chaos: install-dev
+	@scripts/ensure-test-servers.sh
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 bench-musicgen: install-dev
 	$(BIN)/python -m bench.bench_musicgen $(BENCH_ARGS)

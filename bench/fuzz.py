@@ -11,20 +11,19 @@ Left out on purpose, with why:
   ignore what it does not understand), though the document's array type has no empty form.
 - `use_after_free`: `DELETE /jobs/{id}` cancels (musicgen-api's meaning); the job stays readable, `cancelled`.
 
-Rate limits are off for the run (one address and one key stand for every request); their own tests are in
-tests/integration/test_api_limits.py.
+Rate limits are off for the run (bench.services: one address and one key stand for every request).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.services import services_env
 from soundstage import migrations
 from tests.support.servers import PostgresServer, RedisServer
 from tests.support.stack import Stack
@@ -74,23 +73,13 @@ def main() -> int:
     reports.mkdir(parents=True, exist_ok=True)
     with RedisServer() as redis_server, PostgresServer() as postgres:
         migrations.upgrade(postgres.url)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SOUNDSTAGE", "API_KEY"))}
-        env.update(
-            REDIS_URL=redis_server.url,
-            DATABASE_URL=postgres.url,
-            STORAGE_URL=str(workdir / "files"),
-            DATA_DIR=str(workdir / "data"),
-            MODEL_CACHE_DIR=str(workdir / "models"),
-            MUSICGEN_MODEL="random:tiny",
-            DEMUCS_MODEL="random:tiny",
+        env = services_env(
+            workdir,
+            redis_url=redis_server.url,
+            database_url=postgres.url,
             API_KEYS=KEY,
             SYNC_WAIT_SECONDS="2",  # the waiting routes answer 202 soon instead of holding the fuzzer
             LOG_LEVEL="WARNING",
-            RATE_LIMIT_PER_MINUTE="0",
-            RATE_LIMIT_PER_HOUR="0",
-            KEY_RATE_LIMIT_PER_MINUTE="0",
-            FAILED_KEY_LIMIT_PER_MINUTE="0",
-            MAX_ACTIVE_JOBS_PER_KEY="0",
         )
         stack = Stack(env=env, log_dir=workdir)
         try:

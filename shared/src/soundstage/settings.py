@@ -270,7 +270,7 @@ class Settings(BaseSettings):
         "jobs are removed with their files (S.Rocks keeps 100); 0: no cap.",
     )
     job_reap_after_seconds: float = Field(
-        default=45,
+        default=30,
         ge=1,
         description="A running job whose worker has left the registry (30 s after its process died) and whose "
         "row was not written for this long is queued again by the reaper (checked every 10 s); a queued job "

@@ -13,12 +13,14 @@ __all__ = ["RedisServer"]
 
 
 class RedisServer(ManagedServer):
-    """A private ``redis-server`` with persistence disabled.
+    """A private ``redis-server``, with persistence disabled unless ``appendonly``.
 
-    No RDB/AOF files are written, so a stop()/start() cycle (a simulated
-    broker outage) comes back EMPTY on the same port, like a broker that lost
-    its in-memory state.  Use :meth:`kill` to simulate a crash instead of a
-    clean shutdown.
+    Without persistence no RDB/AOF files are written, so a stop()/start() cycle
+    (a simulated broker outage) comes back EMPTY on the same port, like a
+    broker that lost its in-memory state.  With ``appendonly`` it keeps an
+    append-only file fsynced every second, as the compose and Kubernetes
+    deployments run it, and comes back with what it held.  Use :meth:`kill`
+    to simulate a crash instead of a clean shutdown.
     """
 
     kind = "redis"
@@ -30,8 +32,10 @@ class RedisServer(ManagedServer):
         port: int | None = None,
         startup_timeout: float = 15.0,
         executable: str | None = None,
+        appendonly: bool = False,
     ) -> None:
         super().__init__(port=port, startup_timeout=startup_timeout)
+        self.appendonly = appendonly
         self.executable = executable or find_executable("redis-server", "/usr/bin/redis-server")
 
     @property
@@ -53,7 +57,8 @@ class RedisServer(ManagedServer):
             "--port", str(self.port),
             "--bind", LOOPBACK,
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
             "--dir", str(self.directory),
             "--daemonize", "no",
             "--logfile", "",  # stdout, which is our log file
