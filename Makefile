@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # keeps this build (the local CPU wheel here, a CUDA build elsewhere) and never pulls another.
 TORCH_VERSION ?= 2.13.0
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
-PACKAGES := -e shared -e services/api -e services/worker-musicgen -e services/worker-demucs -e services/worker-pipeline
+PACKAGES := -e shared -e services/api -e services/worker-musicgen -e services/worker-demucs -e services/worker-pipeline -e services/worker-magenta
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 export PYTHONUNBUFFERED := 1
@@ -32,7 +32,7 @@ help:
 
 # The runtime (what `make run` needs) and the test/lint tools are installed separately,
 # so a plain `make run` does not pull moto, mypy and friends.
-$(STAMP): shared/pyproject.toml services/api/pyproject.toml services/worker-musicgen/pyproject.toml services/worker-demucs/pyproject.toml services/worker-pipeline/pyproject.toml constraints.txt
+$(STAMP): shared/pyproject.toml services/api/pyproject.toml services/worker-musicgen/pyproject.toml services/worker-demucs/pyproject.toml services/worker-pipeline/pyproject.toml services/worker-magenta/pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing Soundstage into $(VENV) (torch $(TORCH_VERSION); the first time takes a few minutes)"
 	$(PIP_INSTALL) -c constraints.txt torch==$(TORCH_VERSION) $(PACKAGES)

@@ -89,8 +89,17 @@ def _ended(pid: int, timeout: float) -> bool:
 
 
 def installed_worker_modules() -> list[str]:
-    """The worker entry point of every pool whose package is installed (the registry's order)."""
-    return [pool.worker_module for pool in POOLS if importlib.util.find_spec(pool.package)]
+    """The worker entry point of every pool whose entry module is installed (the registry's order). The
+    module, not only its package: a pool's package may be installed before its worker exists (the Magenta
+    pool's engine came first), and starting a missing module would only crash-loop."""
+    return [pool.worker_module for pool in POOLS if _module_exists(pool.worker_module)]
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # its package is not installed
+        return False
 
 
 @dataclass

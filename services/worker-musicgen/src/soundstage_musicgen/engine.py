@@ -362,7 +362,8 @@ def melody_features(loaded: LoadedModel, melody: PromptAudio, start_frame: int, 
 
 def looped_span(samples: np.ndarray, start: int, length: int) -> np.ndarray:
     """``length`` samples of ``samples`` repeated end to end forever (both ways), from sample ``start``."""
-    return samples[(start + np.arange(length)) % samples.size]
+    span: np.ndarray = samples[(start + np.arange(length)) % samples.size]
+    return span
 
 
 def _detail(window: Window, windows: int, step: int, total: int) -> str:

@@ -1,0 +1,81 @@
+"""The Magenta RT 2 engine (magenta-rt 2.0.3, JAX on the CPU) behind our adapter, on `random:tiny`: a real
+sampler and codec with random weights, saved as safetensors and loaded back through the system's checkpoint
+path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from soundstage_magenta import random_models
+from soundstage_magenta.system import (
+    CHANNELS,
+    EMBEDDING_DIM,
+    SAMPLE_RATE,
+    SAMPLES_PER_FRAME,
+    MagentaSystem,
+)
+
+from soundstage.errors import ErrorCode, ModelUnavailableError
+
+SAMPLING = {"temperature": 1.1, "top_k": 40, "cfg_musiccoca": 3.0}
+
+
+@pytest.fixture(scope="module")
+def tiny(model_cache_dir: Path) -> MagentaSystem:
+    return MagentaSystem("random:tiny", cache_dir=model_cache_dir)
+
+
+def test_random_tiny_is_built_once_into_the_model_cache(tiny: MagentaSystem, model_cache_dir: Path) -> None:
+    checkpoint = random_models.checkpoint_path("tiny", model_cache_dir)
+    assert checkpoint.is_file() and checkpoint.stat().st_size > 1_000_000
+    built_at = checkpoint.stat().st_mtime_ns
+    assert random_models.ensure_built("tiny", model_cache_dir) == checkpoint
+    assert checkpoint.stat().st_mtime_ns == built_at
+    assert tiny.random_weights and not list(checkpoint.parent.glob("*.partial"))
+
+
+def test_frames_of_48_khz_stereo_audio_conditioned_on_a_style(tiny: MagentaSystem) -> None:
+    style = tiny.embed_text("disco funk with slap bass")
+    assert style.shape == (EMBEDDING_DIM,) and np.isfinite(style).all()
+    generated = tiny.generate(style, 2 * 25, **SAMPLING)
+    samples = generated.samples
+    assert SAMPLE_RATE == 48_000 and SAMPLES_PER_FRAME == 1920
+    assert samples.shape == (2 * SAMPLE_RATE, CHANNELS) and samples.dtype == np.float32
+    assert np.isfinite(samples).all()
+    # Written with magenta-rt's fixed 0.5 gain; random weights are quiet, but not silent.
+    assert 0 < float(np.abs(samples).max()) <= 0.5
+
+
+def test_a_forked_state_continues_the_same_stream_twice(tiny: MagentaSystem) -> None:
+    style = tiny.embed_text("ambient pads")
+    opening = tiny.generate(style, 5, **SAMPLING)
+    kept = tiny.fork(opening.state)
+    first = tiny.generate(style, 10, **SAMPLING, state=opening.state)
+    second = tiny.generate(style, 10, **SAMPLING, state=kept)
+    assert first.samples.shape == (10 * SAMPLES_PER_FRAME, CHANNELS)
+    np.testing.assert_array_equal(first.samples, second.samples)
+
+
+def test_unconditioned_generation_and_bad_frame_counts(tiny: MagentaSystem) -> None:
+    assert tiny.generate(None, 1, **SAMPLING).samples.shape == (SAMPLES_PER_FRAME, CHANNELS)
+    with pytest.raises(ValueError):
+        tiny.generate(None, 0, **SAMPLING)
+
+
+@pytest.mark.parametrize("model_ref", ["random:huge", "mrt3_giant", "mrt2_small"])
+def test_a_model_that_cannot_be_loaded_is_model_unavailable(
+    model_ref: str, model_cache_dir: Path, tmp_path: Path
+) -> None:
+    from magenta_rt import paths
+
+    before = paths.magenta_home()
+    paths.set_magenta_home(tmp_path)  # an empty MAGENTA_HOME: mrt2_small was never fetched
+    try:
+        with pytest.raises(ModelUnavailableError) as raised:
+            MagentaSystem(model_ref, cache_dir=model_cache_dir)
+    finally:
+        paths.set_magenta_home(before)
+    assert raised.value.code is ErrorCode.MODEL_UNAVAILABLE
+    assert "random:tiny" in raised.value.message
