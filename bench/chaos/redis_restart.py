@@ -116,7 +116,7 @@ def judge(
             "accepting jobs again": f"{recovered_s:.1f} s after the restart",
             "completed": f"{len(completed)} of {JOBS}",
             "lost": str(JOBS - len(completed)),
-            "duplicated (more than one output)": str(sum(1 for n in outputs.values() if n > 1)),
+            "run more than once (attempts > 1)": str(sum(1 for row in final.values() if row.attempts > 1)),
             "messages the broker lost, sent again": str(resent),
             "worker restarted": "no" if worker_alive else "yes (it died)",
         },
@@ -130,6 +130,8 @@ def judge(
             outcome.problems.append(f"job {job_id} ended {row.status}")
         elif outputs[job_id] != 1:
             outcome.problems.append(f"job {job_id} left {outputs[job_id]} outputs")
+        elif row.attempts != 1:
+            outcome.problems.append(f"job {job_id} was started {row.attempts} times")
     if not worker_alive:
         outcome.problems.append("the worker did not survive the broker's restart")
     return outcome

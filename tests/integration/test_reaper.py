@@ -205,5 +205,13 @@ def test_job_of_reads_the_job_of_a_real_message_and_nothing_of_anything_else(reg
     enqueue_job(broker, TaskName.MUSICGEN_GENERATE, "job-1")
     (envelope,) = registry.lrange("musicgen", 0, -1)
     assert broker_contents.job_of(envelope) == "job-1"
-    for junk in (b"", b"not json", b"{}", b'{"body": "!!"}', b'{"body": "e30=", "properties": {}}', b"[1]"):
+    for junk in (
+        b"",
+        b"not json",
+        b"{}",
+        b'{"body": "!!"}',
+        b'{"body": "e30=", "properties": {}}',
+        b'{"body": "e30=", "properties": null}',
+        b"[1]",
+    ):
         assert broker_contents.job_of(junk) is None

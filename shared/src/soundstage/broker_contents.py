@@ -39,11 +39,11 @@ def job_of(envelope: Any) -> str | None:
     try:
         message = envelope if isinstance(envelope, dict) else json.loads(envelope)
         body = message["body"]
-        if message.get("properties", {}).get("body_encoding") == "base64":
+        if (message.get("properties") or {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
         args, kwargs, _embed = json.loads(body)
         return JobTaskPayload.from_task_arguments(tuple(args), dict(kwargs)).job_id
-    except (ValueError, TypeError, KeyError, binascii.Error):  # pydantic's ValidationError is a ValueError
+    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error):  # ValidationError is a ValueError
         return None
 
 

@@ -20,7 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from soundstage import events, runs_here, telemetry
 from soundstage.db.models import Job, utcnow
 from soundstage.db.repository import ClaimOutcome, JobRepository, NewFile, Progress
-from soundstage.db.retrying import through_outage
+from soundstage.db.retrying import RECORD_RETRY_SECONDS, through_outage
 from soundstage.device_faults import DeviceFault, device_fault
 from soundstage.errors import AppError, ErrorCode, JobCancelledError, JobHandedBackError, JobTimedOutError
 from soundstage.retention import remove_stored
@@ -168,6 +168,10 @@ class JobRunner:
 
     def run(self, job_id: str, execute: Execute) -> None:
         """Run a delivered job. Raises JobBusyError when it is running elsewhere right now."""
+        with runs_here.running(job_id):
+            self._run(job_id, execute)
+
+    def _run(self, job_id: str, execute: Execute) -> None:
         claim = self._repo.claim(
             job_id, worker=self._worker, max_attempts=self._max_attempts, stale_after_s=self._stale_after_s
         )
@@ -203,13 +207,12 @@ class JobRunner:
             (utcnow() - job.created_at).total_seconds(),
         )
         logger.info("job %s: started (attempt %d)", job_id, job.attempts)
-        with runs_here.running(job_id):
-            self._execute(job, execute)
+        self._execute(job, execute)
         self._finished(job)
 
     def _run_is_gone(self, job: Job) -> bool:
         if job.worker == self._worker:
-            return not runs_here.is_running(job.id)
+            return not runs_here.others_running(job.id)
         return _died_on_this_host(job.worker)
 
     def fail(self, job_id: str, code: ErrorCode, message: str) -> None:
@@ -271,6 +274,9 @@ class JobRunner:
         completed = through_outage(
             lambda: self._repo.complete(job.id, output.files, output.result, worker=self._worker),
             what=f"job {job.id}: recording its completion",
+            give_up_after=RECORD_RETRY_SECONDS
+            if deadline is None
+            else min(RECORD_RETRY_SECONDS, deadline - time.monotonic()),
         )
         if completed:
             duration = time.monotonic() - started

@@ -12,22 +12,28 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-_alive: set[str] = set()
+_alive: dict[str, int] = {}  # job id -> deliveries of it being handled here (a duplicate makes two)
 _lock = threading.Lock()
 
 
 @contextmanager
 def running(job_id: str) -> Iterator[None]:
-    """Mark ``job_id`` as run by this process for the duration of the block."""
+    """Count a delivery of ``job_id`` as handled by this process for the duration of the block: from before
+    its claim, so that a duplicate delivered to another thread meanwhile never takes it for an orphan."""
     with _lock:
-        _alive.add(job_id)
+        _alive[job_id] = _alive.get(job_id, 0) + 1
     try:
         yield
     finally:
         with _lock:
-            _alive.discard(job_id)
+            left = _alive[job_id] - 1
+            if left:
+                _alive[job_id] = left
+            else:
+                del _alive[job_id]
 
 
-def is_running(job_id: str) -> bool:
+def others_running(job_id: str) -> bool:
+    """Whether a delivery of ``job_id`` other than the caller's (which holds ``running``) is handled here."""
     with _lock:
-        return job_id in _alive
+        return _alive.get(job_id, 0) > 1

@@ -265,7 +265,7 @@ def submit(
     job_id: str | None = None,
     attachments: Sequence[Attachment] = (),
 ) -> JobCreated:
-    """Write the job row, store its attachments, then enqueue it.
+    """Store the job's attachments, write its row, then enqueue it.
 
     With an ``Idempotency-Key`` that already created a job, that job is the answer (or 409 for another
     request: soundstage_api.idempotency). A job no live worker can serve is refused first (503
@@ -283,6 +283,16 @@ def submit(
     seconds = admission.requested_seconds(kind, params)
     if owner is not None:
         admission.admit(state.settings, state.repo, owner, seconds)
+    # The inputs first, then the row: from its creation on, a queued row older than JOB_REAP_AFTER_SECONDS
+    # without a message is taken for one the broker lost and sent again (soundstage.reaper), so no slow
+    # upload may stand between the row and its message.
+    try:
+        for attachment in attachments:
+            state.store.put_file(attachment.name, attachment.path, content_type_for(attachment.name))
+    except Exception as error:
+        logger.warning("job %s: storing its input failed (%s)", job_id, error)
+        _remove_attachments(state, job_id, attachments)
+        raise unavailable(ErrorCode.STORAGE_UNAVAILABLE, "file storage") from error
     try:
         job = state.repo.create(
             kind=kind.value,
@@ -295,6 +305,7 @@ def submit(
             audio_seconds=seconds,
         )
     except IdempotencyRaceError:
+        _remove_attachments(state, job_id, attachments)
         prior = claim.prior(state.repo) if claim is not None else None
         if prior is None:  # the other request's job was removed again (its enqueue failed)
             raise AppError(
@@ -303,13 +314,9 @@ def submit(
                 status_code=409,
             ) from None
         return prior
-    try:
-        for attachment in attachments:
-            state.store.put_file(attachment.name, attachment.path, content_type_for(attachment.name))
-    except Exception as error:
-        logger.warning("job %s: storing its input failed (%s); removing it", job.id, error)
-        _discard(state, job.id, attachments)
-        raise unavailable(ErrorCode.STORAGE_UNAVAILABLE, "file storage") from error
+    except Exception:
+        _remove_attachments(state, job_id, attachments)
+        raise
     try:
         enqueue_job(state.celery, task, job.id)
     except Exception as error:
@@ -327,6 +334,10 @@ def submit(
 
 def _discard(state: AppState, job_id: str, attachments: Sequence[Attachment]) -> None:
     state.repo.delete(job_id)
+    _remove_attachments(state, job_id, attachments)
+
+
+def _remove_attachments(state: AppState, job_id: str | None, attachments: Sequence[Attachment]) -> None:
     for attachment in attachments:
         try:
             state.store.delete(attachment.name)
