@@ -274,10 +274,9 @@ def test_every_service_dockerfile_is_checked() -> None:
         assert (ROOT / "services" / name / "pyproject.toml").is_file(), name
     for name, queue in WORKER_QUEUES.items():
         assert name == f"worker-{queue.value}"
-    # Every pool whose worker exists (its entry module, what the embedded launcher starts) has its image,
-    # checked here. A pool's package may come before its worker: the Magenta pool's engine did.
-    entry = {f"worker-{pool.queue.value}": pool.worker_module.replace(".", "/") + ".py" for pool in POOLS}
-    built = {name for name, module in entry.items() if (ROOT / "services" / name / "src" / module).is_file()}
+    # Every built pool (Pool.worker_installed: what the embedded launcher starts) has its image, checked
+    # here. A pool's package may come before its worker: the Magenta pool's engine did.
+    built = {f"worker-{pool.queue.value}" for pool in POOLS if pool.worker_installed}
     assert built <= set(WORKER_QUEUES), f"add to WORKER_QUEUES: {sorted(built - set(WORKER_QUEUES))}"
 
 

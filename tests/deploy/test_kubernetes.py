@@ -12,7 +12,6 @@ here (the probe against Redis, each pool's warm-up offline on its random test mo
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import runpy
 import shutil
@@ -265,8 +264,8 @@ def test_every_image_is_pinned(rendered: dict[str, list[Obj]], target: str) -> N
 
 
 def built_pools() -> list[Queue]:
-    """Queues whose worker package is installed (the others are reserved slots)."""
-    return [pool.queue for pool in POOLS if importlib.util.find_spec(pool.package) is not None]
+    """Queues of built pools (Pool.worker_installed; the others are reserved slots)."""
+    return [pool.queue for pool in POOLS if pool.worker_installed]
 
 
 def model_pools() -> list[Queue]:

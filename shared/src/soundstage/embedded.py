@@ -10,7 +10,6 @@ command with the URLs pointing at servers.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import signal
@@ -89,17 +88,9 @@ def _ended(pid: int, timeout: float) -> bool:
 
 
 def installed_worker_modules() -> list[str]:
-    """The worker entry point of every pool whose entry module is installed (the registry's order). The
-    module, not only its package: a pool's package may be installed before its worker exists (the Magenta
-    pool's engine came first), and starting a missing module would only crash-loop."""
-    return [pool.worker_module for pool in POOLS if _module_exists(pool.worker_module)]
-
-
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:  # its package is not installed
-        return False
+    """The worker entry point of every built pool (Pool.worker_installed), in the registry's order: starting
+    a missing module would only crash-loop."""
+    return [pool.worker_module for pool in POOLS if pool.worker_installed]
 
 
 @dataclass

@@ -2,13 +2,14 @@
 
 A pool is a set of worker processes that consume one queue and run that queue's tasks. The API calls tasks
 by name (``send_task``) and never imports a pool's code; the embedded launcher starts one worker for every
-pool whose package is installed; the Celery app of every process routes each task to its pool's queue.
+pool whose worker is installed; the Celery app of every process routes each task to its pool's queue.
 All of them read this table. A new pool is one :class:`Pool` entry here (with its settings class in
 :mod:`soundstage.pool_settings`) plus its package.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -58,6 +59,16 @@ class Pool:
     @property
     def package(self) -> str:
         return self.worker_module.split(".")[0]
+
+    @property
+    def worker_installed(self) -> bool:
+        """Whether the pool is built: its worker entry module is installed. The module, not only its
+        package: a pool's package may be installed before its worker exists (the Magenta pool's engine came
+        first). What the embedded launcher starts and what the deployments must run."""
+        try:
+            return importlib.util.find_spec(self.worker_module) is not None
+        except ModuleNotFoundError:  # its package is not installed
+            return False
 
     def settings(self, settings: Settings) -> PoolSettings | None:
         if self.settings_attr is None:
