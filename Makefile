@@ -56,6 +56,7 @@ migrate: install
 models: install
 	$(BIN)/soundstage-musicgen-models
 	$(BIN)/soundstage-demucs-models
+	$(BIN)/soundstage-magenta-models
 
 test: install-dev
 	@scripts/ensure-test-servers.sh

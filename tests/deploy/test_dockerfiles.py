@@ -33,7 +33,12 @@ from tests.support.servers import RedisServer
 ROOT = Path(__file__).resolve().parents[2]
 API_DOCKERFILE = ROOT / "services/api/Dockerfile"
 # The worker pool of each worker image: services/worker-<queue>/Dockerfile.
-WORKER_QUEUES = {"worker-musicgen": Queue.MUSICGEN, "worker-demucs": Queue.DEMUCS, "worker-pipeline": Queue.PIPELINE}
+WORKER_QUEUES = {
+    "worker-musicgen": Queue.MUSICGEN,
+    "worker-magenta": Queue.MAGENTA,
+    "worker-demucs": Queue.DEMUCS,
+    "worker-pipeline": Queue.PIPELINE,
+}
 
 
 def pool_of(worker: str) -> Pool:

@@ -71,7 +71,10 @@ def test_generate_poll_download_and_decode(stack: Stack) -> None:
         summary = client.get("/metrics/json").json()
         assert summary["jobs_completed"] == 1 and summary["avg_generation_time"] is not None
         health = client.get("/health").json()
-        assert health["models_loaded"] == {"musicgen": True, "demucs": False} and health["device"] == "cpu"
+        assert (
+            health["models_loaded"] == {"musicgen": True, "magenta": False, "demucs": False}
+            and health["device"] == "cpu"
+        )
         assert health["loaded_models"] == ["random:tiny"] and health["mps_available"] is False
         worker = next(w for w in health["workers"] if w["queue"] == "musicgen")
         assert worker["capabilities"] == [

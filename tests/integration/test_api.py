@@ -149,12 +149,12 @@ def test_auth_with_single_key(database_url: str, redis: RedisServer, tmp_path: P
 def test_health_without_workers_and_openapi_documents_fields(client: TestClient) -> None:
     health = client.get("/health").json()
     assert health["status"] == "degraded" and health["auth_enabled"] is False
-    assert set(health["problems"]) == {"musicgen", "demucs", "pipeline"}
+    assert set(health["problems"]) == {"musicgen", "magenta", "demucs", "pipeline"}
     assert all("no live worker" in reason for reason in health["problems"].values())
     assert health["device"] == "none" and health["workers"] == []
     assert {q["name"] for q in health["queues"]} == {"musicgen", "magenta", "demucs", "pipeline"}
     # musicgen-api's fields, with its types: a bool per model pool, and MPS (never used here).
-    assert health["models_loaded"] == {"musicgen": False, "demucs": False}
+    assert health["models_loaded"] == {"musicgen": False, "magenta": False, "demucs": False}
     assert health["mps_available"] is False and health["loaded_models"] == []
     # Not ready either: every submission would be refused or fail.
     ready = client.get("/ready")

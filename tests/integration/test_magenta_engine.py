@@ -39,7 +39,7 @@ def test_random_tiny_is_built_once_into_the_model_cache(tiny: MagentaSystem, mod
 def test_frames_of_48_khz_stereo_audio_conditioned_on_a_style(tiny: MagentaSystem) -> None:
     style = tiny.embed_text("disco funk with slap bass")
     assert style.shape == (EMBEDDING_DIM,) and np.isfinite(style).all()
-    generated = tiny.generate(style, 2 * 25, **SAMPLING)
+    generated = tiny.generate(tiny.style_tokens(style), 2 * 25, **SAMPLING)
     samples = generated.samples
     assert SAMPLE_RATE == 48_000 and SAMPLES_PER_FRAME == 1920
     assert samples.shape == (2 * SAMPLE_RATE, CHANNELS) and samples.dtype == np.float32
@@ -49,13 +49,29 @@ def test_frames_of_48_khz_stereo_audio_conditioned_on_a_style(tiny: MagentaSyste
 
 
 def test_a_forked_state_continues_the_same_stream_twice(tiny: MagentaSystem) -> None:
-    style = tiny.embed_text("ambient pads")
+    style = tiny.style_tokens(tiny.embed_text("ambient pads"))
     opening = tiny.generate(style, 5, **SAMPLING)
     kept = tiny.fork(opening.state)
     first = tiny.generate(style, 10, **SAMPLING, state=opening.state)
     second = tiny.generate(style, 10, **SAMPLING, state=kept)
     assert first.samples.shape == (10 * SAMPLES_PER_FRAME, CHANNELS)
     np.testing.assert_array_equal(first.samples, second.samples)
+
+
+def test_a_seed_is_the_streams_sampling_key(tiny: MagentaSystem) -> None:
+    style = tiny.style_tokens(tiny.embed_text("techno"))
+    first = tiny.generate(style, 8, **SAMPLING, state=tiny.new_state(11)).samples
+    again = tiny.generate(style, 8, **SAMPLING, state=tiny.new_state(11)).samples
+    other = tiny.generate(style, 8, **SAMPLING, state=tiny.new_state(12)).samples
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_audio_is_embedded_at_musiccoca_rate(tiny: MagentaSystem) -> None:
+    noise = np.random.default_rng(0).normal(0.0, 0.1, 16_000 * 12).astype(np.float32)
+    embedding = tiny.embed_audio(noise)
+    assert embedding.shape == (EMBEDDING_DIM,) and np.isfinite(embedding).all()
+    assert len(tiny.style_tokens(embedding)) > 0
 
 
 def test_unconditioned_generation_and_bad_frame_counts(tiny: MagentaSystem) -> None:

@@ -129,7 +129,7 @@ def test_served_models_follow_musicgen_model(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("MUSICGEN_MODEL", "random:tiny")
     settings = Settings()
     assert served_models(settings, Queue.MUSICGEN) == ["random:tiny"]
-    assert served_models(settings, Queue.MAGENTA) == []
+    assert served_models(settings, Queue.MAGENTA) == ["mrt2_small"]
     assert served_models(settings, Queue.DEMUCS) == ["htdemucs"]
 
 

@@ -107,6 +107,29 @@ class DemucsSettings(ModelPoolSettings):
     )
 
 
+class MagentaSettings(ModelPoolSettings):
+    model_config = SettingsConfigDict(env_prefix="MAGENTA_")
+
+    model: str = Field(
+        default="mrt2_small",
+        description="Model the Magenta RealTime pool serves: `mrt2_small` or `mrt2_base` (checkpoints under "
+        "MAGENTA_HOME, fetched by `make models`), or `random:tiny`.",
+    )
+    home: Path | None = Field(
+        default=None,
+        description="MAGENTA_HOME, magenta-rt's own variable (read once, when magenta-rt is imported): the folder "
+        "whose `magenta-rt-v2/` holds the `mrt2_*` checkpoints and MusicCoCa's and SpectroStream's resources. "
+        "Unset: magenta-rt's default, ~/Documents/Magenta.",
+    )
+    max_jobs: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Style generations one Magenta worker runs at once (threads sharing the loaded model: while "
+        "one decodes or encodes on the CPU, another steps the model).",
+    )
+
+
 class PipelineSettings(PoolSettings):
     """The CPU pool that runs the steps of multi-step jobs (tempo matching, crossfades, mixing) and
     advances them from stage to stage; it loads no model."""
@@ -180,6 +203,7 @@ class SoundtrackSettings(BaseSettings):
 
 NESTED_SETTINGS: dict[str, type[BaseSettings]] = {
     "musicgen": MusicgenSettings,
+    "magenta": MagentaSettings,
     "demucs": DemucsSettings,
     "pipeline": PipelineSettings,
     "soundtrack": SoundtrackSettings,

@@ -34,6 +34,7 @@ class TaskName(StrEnum):
     """Explicit dotted task names: `<pool>.<action>`."""
 
     MUSICGEN_GENERATE = "musicgen.generate"
+    MAGENTA_GENERATE = "magenta.generate"
     DEMUCS_SEPARATE = "demucs.separate"
     PIPELINE_STEP = "pipeline.step"
     PIPELINE_ADVANCE = "pipeline.advance"
@@ -96,10 +97,10 @@ POOLS: tuple[Pool, ...] = (
     Pool(
         name="magenta",
         queue=Queue.MAGENTA,
-        tasks=(),
-        job_tasks={},
+        tasks=(TaskName.MAGENTA_GENERATE,),
+        job_tasks={JobKind.STYLE: TaskName.MAGENTA_GENERATE},
         worker_module="soundstage_magenta.app",
-        settings_attr=None,
+        settings_attr="magenta",
         serves_models=True,
         gpu=True,
     ),

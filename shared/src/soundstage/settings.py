@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from soundstage.pool_settings import (
     NESTED_SETTINGS,
     DemucsSettings,
+    MagentaSettings,
     MusicgenSettings,
     PipelineSettings,
     SoundtrackSettings,
@@ -230,6 +231,9 @@ class Settings(BaseSettings):
     # --- worker pools (one nested object per pool, each with its own env prefix) --------
     musicgen: MusicgenSettings = Field(
         default_factory=MusicgenSettings, description="The MusicGen pool (`MUSICGEN_*`)."
+    )
+    magenta: MagentaSettings = Field(
+        default_factory=MagentaSettings, description="The Magenta RealTime pool (`MAGENTA_*`)."
     )
     demucs: DemucsSettings = Field(default_factory=DemucsSettings, description="The Demucs pool (`DEMUCS_*`).")
     pipeline: PipelineSettings = Field(

@@ -120,8 +120,8 @@ variable "gpu_desired_size" {
 
 variable "gpu_max_size" {
   type        = number
-  description = "Most GPU nodes: at least the sum of the GPU pools' KEDA maxReplicaCount (musicgen 4 + demucs 4)."
-  default     = 8
+  description = "Most GPU nodes: at least the sum of the GPU pools' KEDA maxReplicaCount (musicgen 4 + demucs 4 + magenta 4)."
+  default     = 12
 }
 
 variable "install_efs_csi_driver" {

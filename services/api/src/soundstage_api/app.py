@@ -23,6 +23,7 @@ from soundstage_api.routes import (
     melody,
     separate,
     soundtrack,
+    style,
     system,
 )
 from soundstage_api.state import AppState
@@ -61,7 +62,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.soundstage = state
     install_error_handlers(app)
-    routers = (generate, continue_, melody, soundtrack, separate, jobs, files, system, compat_srocks, compat_segmind)
+    routers = (
+        generate,
+        continue_,
+        melody,
+        soundtrack,
+        style,
+        separate,
+        jobs,
+        files,
+        system,
+        compat_srocks,
+        compat_segmind,
+    )
     for module in routers:
         app.include_router(module.router)
     install_openapi(app)

@@ -6,7 +6,9 @@ parser spools a whole upload before the route runs, so a 5 GB upload would be on
 before anyone could refuse it. Here the cap is checked on every chunk (and on
 `Content-Length` first, when the client sends one), the file part goes to disk in 1 MiB
 writes made in a worker thread, and the text parts are held in memory with their own small
-caps. `parse_form_parameters` turns the text parts into a request model.
+caps. `parse_form_parameters` turns the text parts into a request model. `receive_fields_or_form` also
+takes an `application/x-www-form-urlencoded` body (what `requests.post(url, data={...})` sends when
+there is no file), read up to MAX_FIELD_BYTES.
 
 `fetched_url` fetches a URL a client named into a temporary file with
 :mod:`soundstage.fetch` (address checks, size cap, deadline); a URL that names one of this
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,6 +201,49 @@ async def receive_form(request: Request, *, file_field: str, max_file_bytes: int
         await run_in_threadpool(path.unlink, True)
 
 
+URLENCODED = b"application/x-www-form-urlencoded"
+
+
+@contextlib.asynccontextmanager
+async def receive_fields_or_form(
+    request: Request, *, file_field: str, max_file_bytes: int
+) -> AsyncIterator[ReceivedForm]:
+    """`receive_form` for a multipart body; for a urlencoded one, its fields (no file part: `file_received`
+    false). 413 past MAX_FIELD_BYTES of urlencoded text; 422 for a body of any other type."""
+    media_type, _ = parse_options_header(request.headers.get("content-type"))
+    if media_type != URLENCODED:
+        async with receive_form(request, file_field=file_field, max_file_bytes=max_file_bytes) as form:
+            yield form
+        return
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FIELD_BYTES:
+        raise _fields_too_large()
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_FIELD_BYTES:
+            raise _fields_too_large()
+    try:
+        pairs = urllib.parse.parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise form_error("the body is not well-formed application/x-www-form-urlencoded.") from error
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        if name in fields:
+            raise form_error(f"the field `{name}` is given more than once.", ["body", name])
+        fields[name] = value
+    yield ReceivedForm(fields=fields, file_path=Path(os.devnull), file_received=False, file_size=0, filename=None)
+
+
+def _fields_too_large() -> AppError:
+    return AppError(
+        ErrorCode.BODY_TOO_LARGE,
+        f"A form without a file holds at most {MAX_FIELD_BYTES // 1024} KiB of fields.",
+        status_code=413,
+        details={"max_bytes": MAX_FIELD_BYTES},
+    )
+
+
 async def _read_body(
     request: Request, reader: _FormReader, parser: MultipartParser, sink: BinaryIO, max_body: int
 ) -> None:
@@ -235,10 +281,11 @@ def _boundary(request: Request) -> bytes:
 
 
 def parse_form_parameters(
-    fields: dict[str, str], model: type[RequestModel], *, file_field: str, file_received: bool
+    fields: dict[str, str], model: type[RequestModel], *, file_field: str | None, file_received: bool
 ) -> RequestModel:
     """The request from form fields (an empty field counts as not sent) or from one `params` JSON
-    part; 422 with every invalid field, and with `file_field` when the file part is missing."""
+    part; 422 with every invalid field, and with `file_field` when the file part is missing (None: the
+    form needs no file)."""
     if PARAMS_PART in fields:
         others = sorted(set(fields) - {PARAMS_PART})
         if others:
@@ -258,7 +305,7 @@ def parse_form_parameters(
         body = model.model_validate(data)
     except ValidationError as error:
         errors = [{"loc": [*prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in error.errors()]
-    if not file_received:
+    if file_field is not None and not file_received:
         errors.append({"loc": ["body", file_field], "msg": "Field required", "type": "missing"})
     if errors or body is None:
         raise RequestValidationError(errors)

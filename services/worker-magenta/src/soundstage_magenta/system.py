@@ -7,7 +7,12 @@ What it relies on, read in magenta-rt 2.0.3 (`magenta_rt/jax/system.py`):
   used twice (``fork``);
 - the samples are written as int16 with a fixed 0.5 gain (about -6 dB): callers loudness-normalise;
 - the system compiles its streaming step when it is built, so loading pays the compile, never a request;
-- MusicCoCa's TFLite interpreters are not safe to call from two threads: embeddings are serialised here.
+- MusicCoCa's TFLite interpreters are not safe to call from two threads (and its mock seeds numpy's global
+  generator): embeddings and their tokenisation are serialised here, and a style is tokenised once per
+  job, not once per call of ``generate``;
+- the compiled step's flax rngs are fixed (PRNGKey(0)), but the sampler keeps its own key in the stream
+  state (the depthformer's ``(rng, frame, temporal_state, step)``, folded with the step each frame): a
+  seed is that key, replaced in a new state (``new_state``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import numpy as np
 from soundstage.errors import ModelUnavailableError
 from soundstage_magenta import random_models
 
+STYLE_SAMPLE_RATE = 16_000
+"""MusicCoCa's audio rate (mono): audio prompts are decoded to it."""
 SAMPLE_RATE = 48_000
 CHANNELS = 2
 FRAMES_PER_SECOND = 25
@@ -55,9 +62,35 @@ class MagentaSystem:
             embedding = self._system.embed_style(text)
         return np.asarray(embedding, dtype=np.float32).reshape(EMBEDDING_DIM)
 
+    def embed_audio(self, samples: np.ndarray[Any, np.dtype[np.float32]]) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """MusicCoCa's style embedding of mono audio at STYLE_SAMPLE_RATE (float32, (n,)), pooled over its
+        10-second clips: EMBEDDING_DIM floats."""
+        from magenta_rt import audio
+
+        waveform = audio.Waveform(np.asarray(samples, dtype=np.float32).reshape(-1, 1), sample_rate=STYLE_SAMPLE_RATE)
+        with self._embed_lock:
+            embedding = self._system.embed_style(waveform)
+        return np.asarray(embedding, dtype=np.float32).reshape(EMBEDDING_DIM)
+
+    def style_tokens(self, style: np.ndarray[Any, np.dtype[np.float32]]) -> list[int]:
+        """The conditioning tokens of a style embedding (what ``generate`` is given)."""
+        from magenta_rt.config import MUSICCOCA
+
+        with self._embed_lock:
+            tokens = self._system._style_model.tokenize(np.asarray(style, dtype=np.float32))
+        # What the system does to an embedding it tokenises itself: padded with -1 or cut to the model's depth.
+        depth = next(c.rvq_truncation_level for c in self._system._model.input_configs if c.key == MUSICCOCA.key)
+        listed = [int(token) for token in np.asarray(tokens).reshape(-1)][:depth]
+        return listed + [-1] * (depth - len(listed))
+
+    def new_state(self, seed: int) -> Any:
+        """A new stream whose sampling draws come from ``seed`` (the sampler's key in the state)."""
+        fresh = self._system._jit_init_state(self._system._params, {})
+        return _with_sampler_key(fresh, seed)
+
     def generate(
         self,
-        style: np.ndarray[Any, np.dtype[np.float32]] | None,
+        style: list[int] | None,
         frames: int,
         *,
         temperature: float,
@@ -65,13 +98,13 @@ class MagentaSystem:
         cfg_musiccoca: float,
         state: Any = None,
     ) -> Generated:
-        """``frames`` frames conditioned on a style embedding (None: unconditioned), continuing ``state``
-        (None: a new stream). ``state`` is consumed: pass ``fork(state)`` to keep it."""
+        """``frames`` frames conditioned on style tokens (``style_tokens``; None: unconditioned), continuing
+        ``state`` (None: a new stream with seed 0). ``state`` is consumed: pass ``fork(state)`` to keep it."""
         from magenta_rt.config import MUSICCOCA
 
         if frames < 1:
             raise ValueError("frames must be at least 1")
-        conditioning = {} if style is None else {MUSICCOCA.key: np.asarray(style, dtype=np.float32)}
+        conditioning: dict[str, list[int] | np.ndarray[Any, Any]] = {} if style is None else {MUSICCOCA.key: style}
         waveform, after = self._system.generate(
             conditioning=conditioning,
             cfg_scales={"musiccoca": cfg_musiccoca},
@@ -90,6 +123,63 @@ class MagentaSystem:
         import jax.numpy as jnp
 
         return jax.tree.map(jnp.copy, state)
+
+
+HF_REPO = "google/magenta-realtime-2"
+"""Where `mrt2_small`, `mrt2_base` and MusicCoCa's and SpectroStream's resources are published."""
+
+
+def fetch_named(model_ref: str) -> Path:
+    """Download a named model's checkpoint and the shared resources into MAGENTA_HOME (what magenta-rt's
+    `mrt models init` and `mrt checkpoints download` fetch), unless they are there; the checkpoint's path.
+    ModelUnavailableError when Hugging Face cannot be reached or refuses."""
+    from magenta_rt import paths
+
+    if model_ref not in NAMED_SIZES:
+        raise ModelUnavailableError(f"Unknown Magenta RT model {model_ref!r}: use {', '.join(NAMED_SIZES)}.")
+    home = Path(paths.magenta_home())
+    checkpoint = home / "checkpoints" / f"{model_ref}.safetensors"
+    if checkpoint.is_file() and _resources_present(home):
+        return checkpoint
+    import huggingface_hub
+
+    try:
+        huggingface_hub.snapshot_download(
+            repo_id=HF_REPO,
+            allow_patterns=[
+                f"checkpoints/{model_ref}.safetensors",
+                "resources/musiccoca/*",
+                "resources/spectrostream/*",
+            ],
+            local_dir=str(home),
+        )
+    except Exception as error:  # offline, refused, a gated repository without a token
+        raise ModelUnavailableError(
+            f"Could not fetch Magenta RT model {model_ref!r} from Hugging Face ({HF_REPO}): "
+            f"{type(error).__name__}. Set HF_TOKEN where the repository needs it, or copy the files into "
+            f"MAGENTA_HOME ({home})."
+        ) from error
+    return checkpoint
+
+
+def _resources_present(home: Path) -> bool:
+    return (home / "resources" / "spectrostream" / "decoder.safetensors").is_file() and any(
+        (home / "resources" / "musiccoca").glob("*")
+    )
+
+
+def _with_sampler_key(state: Any, seed: int) -> Any:
+    """``state`` with the sampler's PRNG key (the one uint32 leaf shaped (batch, 2)) drawn from ``seed``."""
+    import jax
+    import jax.numpy as jnp
+
+    leaves, tree = jax.tree_util.tree_flatten(state)
+    keys = [i for i, leaf in enumerate(leaves) if leaf.dtype == jnp.uint32 and leaf.ndim == 2 and leaf.shape[1] == 2]
+    if len(keys) != 1:  # magenta-rt's state changed shape: this adapter must be updated with it
+        raise RuntimeError(f"expected one sampler key in the Magenta RT state, found {len(keys)}")
+    index = keys[0]
+    leaves[index] = jax.random.split(jax.random.PRNGKey(seed), leaves[index].shape[0])
+    return jax.tree_util.tree_unflatten(tree, leaves)
 
 
 def _load(model_ref: str, cache_dir: Path) -> Any:
@@ -113,8 +203,8 @@ def _load(model_ref: str, cache_dir: Path) -> Any:
     if model_ref in NAMED_SIZES:
         from magenta_rt import paths
 
-        checkpoint = paths.checkpoints_dir() / f"{model_ref}.safetensors"  # magenta-rt's own registry name
-        if not checkpoint.is_file():
+        checkpoint = paths.magenta_home() / "checkpoints" / f"{model_ref}.safetensors"  # magenta-rt's own name
+        if not checkpoint.is_file() or not _resources_present(paths.magenta_home()):
             raise ModelUnavailableError(
                 f"Magenta RT model {model_ref!r} is not in MAGENTA_HOME (no {checkpoint}): fetch it with "
                 "`make models` where Hugging Face is reachable, or use random:tiny offline."

@@ -30,6 +30,7 @@ from soundstage.schemas.soundtrack import (
     TransitionAttempt,
     TransitionResult,
 )
+from soundstage.schemas.style import StyleJobParams, StyleOptions, StylePrompt
 from soundstage.schemas.system import (
     ErrorBody,
     ErrorDetail,
@@ -87,6 +88,9 @@ __all__ = [
     "SoundtrackJobParams",
     "SoundtrackRequest",
     "StoredFile",
+    "StyleJobParams",
+    "StyleOptions",
+    "StylePrompt",
     "TransitionAttempt",
     "TransitionResult",
     "WorkerInfo",

@@ -31,6 +31,8 @@ class JobKind(StrEnum):
     SEPARATE = "separate"
     SOUNDTRACK = "soundtrack"
     """A multi-step job: its steps are child jobs on the pools that own each model."""
+    STYLE = "style"
+    """Music in the style of text and audio prompts (the Magenta RT API's routes), on the Magenta pool."""
     MIX = "mix"
     """A CPU step of a multi-step job (tempo matching, crossfades, mixing), on the pipeline pool."""
 

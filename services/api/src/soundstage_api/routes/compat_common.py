@@ -31,12 +31,19 @@ async def generate_and_wait(state: AppState, body: GenerateRequest) -> Job | Res
     created = await run_in_threadpool(
         submit, state, kind=JobKind.GENERATE, task=TaskName.MUSICGEN_GENERATE, model=model, params=job_params(body)
     )
-    job_id = created.job_id
-    job = await wait_for_job(state.waiter, lambda: state.repo.get(job_id), job_id, state.settings.sync_wait_seconds)
+    return await finished_or_pending(state, created.job_id, state.settings.sync_wait_seconds)
+
+
+async def finished_or_pending(
+    state: AppState, job_id: str, seconds: float, headers: dict[str, str] | None = None
+) -> Job | Response:
+    """Wait up to ``seconds`` for a job: the completed job (with its files), or the 202 to answer. Raises 500
+    with the job's code for a failed job, 409 `job_cancelled` for a cancelled one."""
+    job = await wait_for_job(state.waiter, lambda: state.repo.get(job_id), job_id, seconds)
     if job is None:
         raise AppError(ErrorCode.JOB_NOT_FOUND, f"Job {job_id} no longer exists.", status_code=404)
     if not is_finished(job):
-        return pending_response(job.id, job.status)
+        return pending_response(job.id, job.status, headers)
     if job.status == JobStatus.CANCELLED.value:
         raise AppError(
             ErrorCode.JOB_CANCELLED,

@@ -75,7 +75,7 @@ _GENERATE_ERRORS: dict[int | str, dict[str, object]] = {
     503: {"model": ErrorBody, "description": "Database, queue or storage down"},
 }
 
-InputRole = Literal["prompt", "melody", "input"]
+InputRole = Literal["prompt", "melody", "input", "style"]
 """What an input audio is to its job; the stored original is named `{job_id}_{role}.<ext>`."""
 
 
