@@ -141,6 +141,7 @@ BAD_FORMS = [
     ("/generate/blend", {"text_prompts": "a,b", "text_weights": "1,x"}, "text_weights"),
     ("/generate/blend", {"text_prompts": "a,b", "text_weights": "1,0"}, "text_weights"),
     ("/generate/blend", {"text_prompts": " , "}, "text_prompts"),
+    ("/generate/blend", {"text_prompts": "a", "audio_weights": "1"}, "audio_files"),
     ("/generate/audio", {"prompt": "x"}, "audio_file"),
 ]
 

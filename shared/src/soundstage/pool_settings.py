@@ -117,9 +117,9 @@ class MagentaSettings(ModelPoolSettings):
     )
     home: Path | None = Field(
         default=None,
-        description="MAGENTA_HOME, magenta-rt's own variable (read once, when magenta-rt is imported): the folder "
-        "whose `magenta-rt-v2/` holds the `mrt2_*` checkpoints and MusicCoCa's and SpectroStream's resources. "
-        "Unset: magenta-rt's default, ~/Documents/Magenta.",
+        description="MAGENTA_HOME, magenta-rt's own variable: the folder whose `magenta-rt-v2/` holds the `mrt2_*` "
+        "checkpoints and MusicCoCa's and SpectroStream's resources (the worker and the warm-up point magenta-rt "
+        "at it). Unset: magenta-rt's default, ~/Documents/Magenta.",
     )
     max_jobs: int = Field(
         default=2,

@@ -21,9 +21,10 @@ class MagentaInfo:
 
 
 class MagentaEngine:
-    def __init__(self, model_ref: str, *, cache_dir: Path) -> None:
+    def __init__(self, model_ref: str, *, cache_dir: Path, magenta_home: Path | None = None) -> None:
         self.model_ref = model_ref
         self._cache_dir = cache_dir
+        self._magenta_home = magenta_home
         self._lock = threading.Lock()
         self._system: MagentaSystem | None = None
         self._info: MagentaInfo | None = None
@@ -39,7 +40,7 @@ class MagentaEngine:
             if self._system is None:
                 import jax
 
-                system = MagentaSystem(self.model_ref, cache_dir=self._cache_dir)
+                system = MagentaSystem(self.model_ref, cache_dir=self._cache_dir, magenta_home=self._magenta_home)
                 backend = jax.default_backend()
                 self._info = MagentaInfo(
                     ref=self.model_ref,

@@ -24,9 +24,10 @@ def main() -> int:
     configure_logging(settings.log_level, settings.log_format)
 
     def load(ref: str) -> bool:
+        home = settings.magenta.home
         if ref in NAMED_SIZES:
-            fetch_named(ref)
-        return MagentaSystem(ref, cache_dir=settings.resolved_model_cache_dir).random_weights
+            fetch_named(ref, home)
+        return MagentaSystem(ref, cache_dir=settings.resolved_model_cache_dir, magenta_home=home).random_weights
 
     return warm_up_models(settings.magenta.served_models, load)
 

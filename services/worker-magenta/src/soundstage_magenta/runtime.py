@@ -11,7 +11,8 @@ from soundstage_magenta.engine import MagentaEngine
 
 def build_runtime(settings: Settings) -> PoolRuntime[MagentaEngine]:
     engines = {
-        ref: MagentaEngine(ref, cache_dir=settings.resolved_model_cache_dir) for ref in settings.magenta.served_models
+        ref: MagentaEngine(ref, cache_dir=settings.resolved_model_cache_dir, magenta_home=settings.magenta.home)
+        for ref in settings.magenta.served_models
     }
     return PoolRuntime(
         pool=pool_for(Queue.MAGENTA), settings=settings, engines=engines, services=JobServices.build(settings)

@@ -49,11 +49,12 @@ class Generated:
 class MagentaSystem:
     """One loaded Magenta RT 2 model and its style embedder."""
 
-    def __init__(self, model_ref: str, *, cache_dir: Path) -> None:
+    def __init__(self, model_ref: str, *, cache_dir: Path, magenta_home: Path | None = None) -> None:
         self.model_ref = model_ref
         self.random_weights = model_ref.startswith(random_models.RANDOM_PREFIX)
         self._embed_lock = threading.Lock()
         with _LOAD_LOCK:
+            use_magenta_home(magenta_home)
             self._system = _load(model_ref, cache_dir)
 
     def embed_text(self, text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
@@ -125,11 +126,21 @@ class MagentaSystem:
         return jax.tree.map(jnp.copy, state)
 
 
+def use_magenta_home(magenta_home: Path | None) -> None:
+    """Point magenta-rt at MAGENTA_HOME (settings.magenta.home). magenta-rt reads the variable once, when
+    `magenta_rt.paths` is imported; setting it here as well makes the setting hold however the process
+    was started. None: leave magenta-rt's own choice."""
+    if magenta_home is not None:
+        from magenta_rt import paths
+
+        paths.set_magenta_home(Path(magenta_home) / "magenta-rt-v2")  # magenta-rt's own layout under it
+
+
 HF_REPO = "google/magenta-realtime-2"
 """Where `mrt2_small`, `mrt2_base` and MusicCoCa's and SpectroStream's resources are published."""
 
 
-def fetch_named(model_ref: str) -> Path:
+def fetch_named(model_ref: str, magenta_home: Path | None = None) -> Path:
     """Download a named model's checkpoint and the shared resources into MAGENTA_HOME (what magenta-rt's
     `mrt models init` and `mrt checkpoints download` fetch), unless they are there; the checkpoint's path.
     ModelUnavailableError when Hugging Face cannot be reached or refuses."""
@@ -137,6 +148,7 @@ def fetch_named(model_ref: str) -> Path:
 
     if model_ref not in NAMED_SIZES:
         raise ModelUnavailableError(f"Unknown Magenta RT model {model_ref!r}: use {', '.join(NAMED_SIZES)}.")
+    use_magenta_home(magenta_home)
     home = Path(paths.magenta_home())
     checkpoint = home / "checkpoints" / f"{model_ref}.safetensors"
     if checkpoint.is_file() and _resources_present(home):

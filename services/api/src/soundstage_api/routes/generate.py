@@ -209,9 +209,15 @@ def job_params(
 ) -> dict[str, object]:
     """What the job row stores (JSON). The seed is resolved here, not in the worker, so a
     redelivered job makes the same audio."""
-    seed = secrets.randbelow(SEED_MAX + 1) if body.seed == -1 else body.seed
+    seed = resolve_seed(body.seed)
     params = GenerateJobParams.from_request(body, seed, audio_prompt=audio_prompt, melody_audio=melody_audio)
     return params.model_dump(mode="json", exclude={"model", "melody_audio_url"})
+
+
+def resolve_seed(seed: int) -> int:
+    """A request's seed, -1 replaced by a random one: resolved in the API, not in the worker, so that a
+    redelivered job makes the same audio."""
+    return secrets.randbelow(SEED_MAX + 1) if seed == -1 else seed
 
 
 async def submit_with_audio(

@@ -11,7 +11,6 @@ pools that own each model (scenes on MusicGen, separations on Demucs, mixing on 
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from fastapi import APIRouter
@@ -20,11 +19,10 @@ from soundstage.errors import AppError, ErrorCode
 from soundstage.pool_settings import SoundtrackSettings
 from soundstage.pools import Queue, TaskName
 from soundstage.schemas import ErrorBody, JobCreated, JobKind, SoundtrackJobParams, SoundtrackRequest
-from soundstage.schemas.generate import SEED_MAX
 from soundstage.schemas.separate import STEMS_BY_MODE, SeparateOptions
 from soundstage_api.auth import ApiKey, MayGenerate
 from soundstage_api.guarded_route import GuardedRoute
-from soundstage_api.routes.generate import ERRORS, resolve_model, submit_with_melody
+from soundstage_api.routes.generate import ERRORS, resolve_model, resolve_seed, submit_with_melody
 from soundstage_api.routes.separate import validate_separation
 from soundstage_api.serving import require_servable
 from soundstage_api.state import AppState, State
@@ -134,7 +132,7 @@ def _job_params(
 ) -> dict[str, Any]:
     """What the job row stores; the seed is resolved here, so a retried pipeline makes the same soundtrack."""
     limits = state.settings.soundtrack
-    seed = secrets.randbelow(SEED_MAX + 1) if body.seed == -1 else body.seed
+    seed = resolve_seed(body.seed)
     quality_loop = limits.quality_loop if body.use_quality_loop is None else body.use_quality_loop
     params = SoundtrackJobParams.model_validate(
         {

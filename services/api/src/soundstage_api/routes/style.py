@@ -15,25 +15,31 @@ answers that 202 at once. A failed job is a 500 with its own error code, a cance
 
 from __future__ import annotations
 
-import secrets
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from soundstage.audio import AudioInfo
 from soundstage.pools import TaskName
 from soundstage.schemas import ErrorBody, JobKind, StyleJobParams, StyleOptions, StylePrompt
-from soundstage.schemas.generate import SEED_MAX
 from soundstage.schemas.jobs import JobCreated
 from soundstage.schemas.style import MAX_PROMPT_WEIGHT, MAX_STYLE_AUDIO_SECONDS, MAX_STYLE_PROMPTS, StyleText
 from soundstage_api.auth import ApiKey, MayGenerate
 from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.routes.compat_common import WAIT_RESPONSES, finished_or_pending
 from soundstage_api.routes.files import file_response
-from soundstage_api.routes.generate import ERRORS, PreferHeader, resolve_model, submit, submit_with_audio
+from soundstage_api.routes.generate import (
+    ERRORS,
+    PreferHeader,
+    resolve_model,
+    resolve_seed,
+    submit,
+    submit_with_audio,
+)
 from soundstage_api.state import AppState, State
 from soundstage_api.uploads import (
     ReceivedForm,
@@ -47,22 +53,28 @@ from soundstage_api.waiting import pending_response, requested_wait
 router = APIRouter(route_class=GuardedRoute, tags=["magenta"], dependencies=[ApiKey, MayGenerate])
 
 AUDIO_PART = "audio_file"
+BLEND_AUDIO_PARTS = ("audio_files", "audio_files[]", "audio_weights")
+"""The Magenta RT API's audio fields of a blend, not taken yet: refused with a message naming /generate/audio."""
 RESPOND_ASYNC = "respond-async"
 """RFC 7240's preference for an answer before the work is done."""
 
 
 class TextStyleForm(StyleOptions):
-    prompt: StyleText
+    prompt: StyleText = Field(description='The style, in words ("funky jazz groove with syncopated bass").')
 
 
 class AudioStyleForm(StyleOptions):
-    prompt: StyleText | None = None
-    """Optional text blended with the audio's style, at the same weight."""
+    prompt: StyleText | None = Field(
+        default=None, description="Optional text blended with the audio's style, at the same weight."
+    )
 
 
 class BlendStyleForm(StyleOptions):
-    text_prompts: str | None = None
-    text_weights: str | None = None
+    text_prompts: str | None = Field(default=None, description=f"Comma-separated prompts, at most {MAX_STYLE_PROMPTS}.")
+    text_weights: str | None = Field(
+        default=None,
+        description="Comma-separated positive weights, one per prompt (default: equal); normalised to sum to 1.",
+    )
 
 
 AsyncQuery = Annotated[
@@ -130,7 +142,7 @@ async def generate_audio(
             form.fields, AudioStyleForm, file_field=AUDIO_PART, file_received=form.file_received
         )
         model = resolve_model(options.model, state.settings.magenta.served_models)
-        seed = _resolved_seed(options.seed)
+        seed = resolve_seed(options.seed)
 
         def params(name: str, _: AudioInfo) -> dict[str, object]:
             prompts = [StylePrompt(audio=name)]
@@ -164,12 +176,13 @@ async def generate_blend(
 ) -> Response:
     """Generate music in a blend of `text_prompts` (comma-separated) weighted by `text_weights`
     (comma-separated numbers, one per prompt; default equal), the weights normalised to sum to 1."""
-    async with _form(request, state) as form:
-        _refuse_audio(
-            form,
-            "/generate/blend blends text prompts (text_prompts, text_weights) in this version; send an audio "
-            "style reference to /generate/audio.",
-        )
+    async with _form(request, state, file_field=BLEND_AUDIO_PARTS[0]) as form:
+        if form.file_received or any(name in form.fields for name in BLEND_AUDIO_PARTS):
+            raise form_error(
+                "/generate/blend blends text prompts (text_prompts, text_weights) in this version; send an audio "
+                "style reference to /generate/audio.",
+                ["body", BLEND_AUDIO_PARTS[0]],
+            )
         options = parse_form_parameters(form.fields, BlendStyleForm, file_field=None, file_received=False)
         created = await _submit(state, options, blend_prompts(options.text_prompts, options.text_weights))
     return await _answer(request, state, created, async_=async_, prefer=prefer or [])
@@ -206,18 +219,15 @@ def blend_prompts(texts: str | None, weights: str | None) -> list[StylePrompt]:
     return [StylePrompt(text=text, weight=weight) for text, weight in zip(prompts, values, strict=True)]
 
 
-def _form(request: Request, state: AppState) -> AbstractAsyncContextManager[ReceivedForm]:
-    return receive_fields_or_form(request, file_field=AUDIO_PART, max_file_bytes=state.settings.max_upload_bytes)
+def _form(
+    request: Request, state: AppState, *, file_field: str = AUDIO_PART
+) -> AbstractAsyncContextManager[ReceivedForm]:
+    return receive_fields_or_form(request, file_field=file_field, max_file_bytes=state.settings.max_upload_bytes)
 
 
 def _refuse_audio(form: ReceivedForm, message: str) -> None:
     if form.file_received:
         raise form_error(message, ["body", AUDIO_PART])
-
-
-def _resolved_seed(seed: int) -> int:
-    """Resolved here, not in the worker, so that a redelivered job makes the same audio."""
-    return secrets.randbelow(SEED_MAX + 1) if seed == -1 else seed
 
 
 def _job_params(options: StyleOptions, prompts: list[StylePrompt], seed: int) -> dict[str, object]:
@@ -242,7 +252,7 @@ async def _submit(state: AppState, options: StyleOptions, prompts: list[StylePro
         kind=JobKind.STYLE,
         task=TaskName.MAGENTA_GENERATE,
         model=model,
-        params=_job_params(options, prompts, _resolved_seed(options.seed)),
+        params=_job_params(options, prompts, resolve_seed(options.seed)),
     )
 
 
