@@ -38,7 +38,7 @@ def services_env(
     return env
 
 
-def _stack_factory(
+def build_stack_factory(
     log_root: Path, postgres_server: PostgresServer, s3_server: S3Server, model_cache_dir: Path
 ) -> tuple[StackFactory, Callable[[], None]]:
     """A factory of stacks with their own Redis, database and bucket, and the function that stops them all."""
@@ -86,7 +86,9 @@ def make_module_stack(
     model_cache_dir: Path,
 ) -> Iterator[StackFactory]:
     """Like ``make_stack``, for a stack that the tests of one module share (its start costs seconds)."""
-    factory, stop_all = _stack_factory(tmp_path_factory.mktemp("stacks"), postgres_server, s3_server, model_cache_dir)
+    factory, stop_all = build_stack_factory(
+        tmp_path_factory.mktemp("stacks"), postgres_server, s3_server, model_cache_dir
+    )
     yield factory
     stop_all()
 
@@ -96,6 +98,6 @@ def make_stack(
     tmp_path: Path, postgres_server: PostgresServer, s3_server: S3Server, model_cache_dir: Path
 ) -> Iterator[StackFactory]:
     """Build stacks with their own Redis, database and bucket; everything is stopped afterwards."""
-    factory, stop_all = _stack_factory(tmp_path, postgres_server, s3_server, model_cache_dir)
+    factory, stop_all = build_stack_factory(tmp_path, postgres_server, s3_server, model_cache_dir)
     yield factory
     stop_all()

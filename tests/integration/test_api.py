@@ -142,8 +142,12 @@ def test_auth_with_single_key(database_url: str, redis: RedisServer, tmp_path: P
         assert client.get("/jobs", headers={"X-API-Key": "wrong"}).status_code == 403
         assert client.get("/jobs", headers={"X-API-Key": "s3cret"}).status_code == 200
         assert client.get("/metrics/json").status_code == 401
-        for open_route in ("/health", "/ready", "/metrics"):
+        for open_route in ("/health", "/ready", "/metrics", "/magenta/health"):
             assert client.get(open_route).status_code == 200, open_route
+        assert client.get("/magenta/health").json()["status"] == "initializing"  # no magenta worker here
+        assert client.get("/magenta/progress", params={"request_id": "x"}).status_code == 401
+        for guarded in ("/embed/text", "/magenta/generate", "/magenta/generate_style"):
+            assert client.post(guarded, data={"text": "x"}).status_code == 401, guarded
 
 
 def test_health_without_workers_and_openapi_documents_fields(client: TestClient) -> None:

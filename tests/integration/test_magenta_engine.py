@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from soundstage_magenta import random_models
+from soundstage_magenta import codec, random_models
 from soundstage_magenta.system import (
     CHANNELS,
     EMBEDDING_DIM,
@@ -95,3 +95,58 @@ def test_a_model_that_cannot_be_loaded_is_model_unavailable(
         paths.set_magenta_home(before)
     assert raised.value.code is ErrorCode.MODEL_UNAVAILABLE
     assert "random:tiny" in raised.value.message
+
+
+def test_a_loop_is_encoded_into_one_row_of_codes_per_frame(tiny: MagentaSystem) -> None:
+    assert tiny.loops_supported
+    loop = (np.random.default_rng(0).standard_normal((round(1.5 * SAMPLE_RATE), CHANNELS)) * 0.1).astype(np.float32)
+    codes = tiny.encode_loop(loop)
+    assert codes.shape == (38, tiny.depth) and codes.dtype == np.int32  # ceil(1.5 s * 25 frames)
+    assert ((codes >= 0) & (codes < 1024)).all() and len(np.unique(codes)) > 10
+    np.testing.assert_array_equal(tiny.encode_loop(loop), codes)  # a fresh encoder state per loop
+    # The streaming encoder answers a frame late; the codes line up with the audio: an edit of the last
+    # frame's samples changes that row only, and the rows are the whole-file encoder's.
+    edited = loop.copy()
+    edited[-SAMPLES_PER_FRAME // 2 :] = 0.0
+    changed = tiny.encode_loop(edited)
+    assert (changed[:-1] == codes[:-1]).all() and not (changed[-1] == codes[-1]).all()
+    import jax.numpy as jnp
+    from sequence_layers import jax as sl  # vendored by magenta-rt: importable once it is imported
+
+    encoder = tiny._encoder
+    assert isinstance(encoder, codec.LoopEncoder)
+    padded = np.pad(loop, ((0, SAMPLE_RATE), (0, 0)))[None]
+    whole = encoder._codec.apply(
+        encoder._params,
+        sl.Sequence.from_values(jnp.asarray(padded)),
+        training=False,
+        method=encoder._codec.waveform_to_codes,
+    )
+    np.testing.assert_array_equal(np.asarray(whole.values[0])[: len(codes), : tiny.depth], codes)
+    assert tiny.output_latency_frames == 1  # the codec's decoder looks one frame ahead (a loop job skips it)
+
+
+def test_priming_with_a_loop_steers_what_follows(tiny: MagentaSystem) -> None:
+    rng = np.random.default_rng(1)
+    first = tiny.encode_loop((rng.standard_normal((SAMPLE_RATE, CHANNELS)) * 0.1).astype(np.float32))
+    second = tiny.encode_loop((rng.standard_normal((SAMPLE_RATE, CHANNELS)) * 0.1).astype(np.float32))
+
+    def after(codes: np.ndarray) -> np.ndarray:
+        primed = tiny.prime(codes, None, **SAMPLING, state=tiny.new_state(5))
+        assert primed.samples.shape == (codes.shape[0] * SAMPLES_PER_FRAME, CHANNELS)  # the codec decoded them
+        return tiny.generate(None, 10, **SAMPLING, state=primed.state).samples
+
+    continued = after(first)
+    np.testing.assert_array_equal(after(first), continued)
+    assert not np.allclose(after(second), continued, atol=1e-4)
+    unprimed = tiny.generate(None, 10, **SAMPLING, state=tiny.new_state(5)).samples
+    assert not np.allclose(unprimed, continued, atol=1e-4)
+
+
+def test_the_style_changes_the_music_with_the_same_seed(tiny: MagentaSystem) -> None:
+    # random:tiny's style embedding table is random (Flax leaves it at zeros: styles would do nothing)
+    funk = tiny.style_tokens(tiny.embed_text("funk"))
+    jazz = tiny.style_tokens(tiny.embed_text("jazz"))
+    first = tiny.generate(funk, 25, **SAMPLING, state=tiny.new_state(4)).samples
+    np.testing.assert_array_equal(tiny.generate(funk, 25, **SAMPLING, state=tiny.new_state(4)).samples, first)
+    assert not np.allclose(tiny.generate(jazz, 25, **SAMPLING, state=tiny.new_state(4)).samples, first, atol=1e-4)

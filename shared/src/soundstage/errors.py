@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     JOB_NOT_FOUND = "job_not_found"
     FILE_NOT_FOUND = "file_not_found"
+    REQUEST_NOT_FOUND = "request_not_found"
     JOB_ALREADY_FINISHED = "job_already_finished"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     IDEMPOTENCY_KEY_IN_USE = "idempotency_key_in_use"

@@ -35,6 +35,8 @@ class TaskName(StrEnum):
 
     MUSICGEN_GENERATE = "musicgen.generate"
     MAGENTA_GENERATE = "magenta.generate"
+    MAGENTA_LOOP = "magenta.loop"
+    MAGENTA_EMBED = "magenta.embed"
     DEMUCS_SEPARATE = "demucs.separate"
     PIPELINE_STEP = "pipeline.step"
     PIPELINE_ADVANCE = "pipeline.advance"
@@ -97,8 +99,12 @@ POOLS: tuple[Pool, ...] = (
     Pool(
         name="magenta",
         queue=Queue.MAGENTA,
-        tasks=(TaskName.MAGENTA_GENERATE,),
-        job_tasks={JobKind.STYLE: TaskName.MAGENTA_GENERATE},
+        tasks=(TaskName.MAGENTA_GENERATE, TaskName.MAGENTA_LOOP, TaskName.MAGENTA_EMBED),
+        job_tasks={
+            JobKind.STYLE: TaskName.MAGENTA_GENERATE,
+            JobKind.LOOP: TaskName.MAGENTA_LOOP,
+            JobKind.EMBED: TaskName.MAGENTA_EMBED,
+        },
         worker_module="soundstage_magenta.app",
         settings_attr="magenta",
         serves_models=True,

@@ -31,9 +31,9 @@ def answer_quota_with(status_code: int) -> None:
 
 
 def requested_seconds(kind: JobKind, params: dict[str, Any]) -> float:
-    """Seconds of audio a job asks to generate: a generation's (or style generation's) duration, a
-    soundtrack's scenes; 0 for separation and mixing (they make no new music)."""
-    if kind in (JobKind.GENERATE, JobKind.STYLE):
+    """Seconds of audio a job asks to generate: a generation's (or style or loop generation's) duration, a
+    soundtrack's scenes; 0 for separation, embeddings and mixing (they make no new music)."""
+    if kind in (JobKind.GENERATE, JobKind.STYLE, JobKind.LOOP):
         return float(params.get("duration") or 0.0)
     if kind is JobKind.SOUNDTRACK:
         return float(sum(float(scene.get("duration") or 0.0) for scene in params.get("scenes") or []))

@@ -1,6 +1,7 @@
 """Audio inputs of a request, on disk before any job exists: an uploaded file part, or a URL.
 
-`receive_form` reads a `multipart/form-data` request with one file part, streaming the file
+`receive_form` reads a `multipart/form-data` request with one file part (and, for a route that takes
+several files, any number of parts of its `repeated_file_fields`, each to its own file), streaming the file
 to a temporary file and enforcing the size cap as the bytes arrive. Starlette's own form
 parser spools a whole upload before the route runs, so a 5 GB upload would be on disk
 before anyone could refuse it. Here the cap is checked on every chunk (and on
@@ -48,10 +49,22 @@ MAX_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 64
 FORM_OVERHEAD_BYTES = 1024 * 1024
 """Bytes allowed on top of the file cap for the text parts and the multipart framing."""
+MAX_REPEATED_FILES = 16
+"""Most parts of a repeated file field (a blend's audio prompts)."""
 PARAMS_PART = "params"
 """The optional part that holds every parameter as one JSON object, instead of form fields."""
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ReceivedFile:
+    """One file part of a repeated file field, on disk (removed when the form's context ends)."""
+
+    field: str
+    path: Path
+    size: int
+    filename: str | None
 
 
 @dataclass
@@ -63,6 +76,8 @@ class ReceivedForm:
     file_received: bool
     file_size: int
     filename: str | None
+    files: list[ReceivedFile] = field(default_factory=list)
+    """The parts of the repeated file fields, in the order they came."""
 
 
 def form_error(message: str, loc: list[str] | None = None, kind: str = "value_error") -> AppError:
@@ -86,10 +101,25 @@ def too_large(max_bytes: int) -> AppError:
 
 
 @dataclass
+class _Spool:
+    """A repeated file part being written: its file, and the bytes not written yet."""
+
+    part_name: str
+    filename: str | None
+    path: Path
+    handle: BinaryIO
+    size: int = 0
+    pending: bytearray = field(default_factory=bytearray)
+    ended: bool = False
+    """Its part is over: closed at the next flush, so a request holds few files open at once."""
+
+
+@dataclass
 class _Part:
     name: str = ""
     filename: str | None = None
     is_file: bool = False
+    spool: _Spool | None = None
     data: bytearray = field(default_factory=bytearray)
     disposition: bytes = b""
     header_name: bytes = b""
@@ -99,9 +129,13 @@ class _Part:
 class _FormReader:
     """python-multipart callbacks; file bytes are queued in `pending` for the async loop to write."""
 
-    def __init__(self, file_field: str, max_file_bytes: int) -> None:
+    def __init__(
+        self, file_field: str, max_file_bytes: int, repeated_file_fields: frozenset[str] = frozenset()
+    ) -> None:
         self.file_field = file_field
-        self.max_file_bytes = max_file_bytes
+        self.repeated_file_fields = repeated_file_fields
+        self.spools: list[_Spool] = []
+        self.max_file_bytes = max_file_bytes  # all file parts together
         self.fields: dict[str, str] = {}
         self.file_received = False
         self.file_size = 0
@@ -148,6 +182,20 @@ class _FormReader:
         if name in self.fields or (name == self.file_field and self.file_received):
             raise form_error(f"the part `{name}` is given more than once.", ["body", name])
         self.part.name = name
+        if name in self.repeated_file_fields:
+            if len(self.spools) >= MAX_REPEATED_FILES:
+                raise form_error(f"at most {MAX_REPEATED_FILES} files in `{name}`.", ["body", name])
+            raw_name = options.get(b"filename")
+            # A blocking call in the parser's callback, but a local mkstemp is microseconds.
+            descriptor, temporary = tempfile.mkstemp(prefix="soundstage-upload-")
+            self.part.spool = _Spool(
+                part_name=name,
+                filename=raw_name.decode("utf-8", errors="replace") if raw_name is not None else None,
+                path=Path(temporary),
+                handle=os.fdopen(descriptor, "wb"),
+            )
+            self.spools.append(self.part.spool)
+            return
         self.part.is_file = name == self.file_field
         if self.part.is_file:
             self.file_received = True
@@ -156,6 +204,13 @@ class _FormReader:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         size = end - start
+        if self.part.spool is not None:
+            self.file_size += size
+            if self.file_size > self.max_file_bytes:
+                raise too_large(self.max_file_bytes)
+            self.part.spool.size += size
+            self.part.spool.pending += data[start:end]
+            return
         if self.part.is_file:
             self.file_size += size
             if self.file_size > self.max_file_bytes:
@@ -167,6 +222,9 @@ class _FormReader:
         self.part.data += data[start:end]
 
     def on_part_end(self) -> None:
+        if self.part.spool is not None:
+            self.part.spool.ended = True
+            return
         if not self.part.is_file:
             self.fields[self.part.name] = self.part.data.decode("utf-8", errors="replace")
 
@@ -175,30 +233,35 @@ class _FormReader:
 
 
 @contextlib.asynccontextmanager
-async def receive_form(request: Request, *, file_field: str, max_file_bytes: int) -> AsyncIterator[ReceivedForm]:
+async def receive_form(
+    request: Request, *, file_field: str, max_file_bytes: int, repeated_file_fields: frozenset[str] = frozenset()
+) -> AsyncIterator[ReceivedForm]:
     """Read the whole request; yields the form with the file part in a temporary file that is
-    removed on exit. 413 `upload_too_large` as soon as the file part passes `max_file_bytes`;
-    422 `validation_error` for a body that is not well-formed multipart."""
+    removed on exit (and each part of ``repeated_file_fields`` in its own). 413 `upload_too_large` as
+    soon as the file parts together pass `max_file_bytes`; 422 `validation_error` for a body that is
+    not well-formed multipart."""
     boundary = _boundary(request)
     max_body = max_file_bytes + FORM_OVERHEAD_BYTES
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_body:
         raise too_large(max_file_bytes)
-    reader = _FormReader(file_field, max_file_bytes)
+    reader = _FormReader(file_field, max_file_bytes, repeated_file_fields)
     descriptor, name = await run_in_threadpool(tempfile.mkstemp, prefix="soundstage-upload-")
     path = Path(name)
     try:
         with os.fdopen(descriptor, "wb") as sink:
             await _read_body(request, reader, MultipartParser(boundary, reader.callbacks()), sink, max_body)
+        await run_in_threadpool(_close_spools, reader.spools)
         yield ReceivedForm(
             fields=reader.fields,
             file_path=path,
             file_received=reader.file_received,
-            file_size=reader.file_size,
+            file_size=reader.file_size - sum(spool.size for spool in reader.spools),
             filename=reader.filename,
+            files=[ReceivedFile(s.part_name, s.path, s.size, s.filename) for s in reader.spools],
         )
     finally:
-        await run_in_threadpool(path.unlink, True)
+        await run_in_threadpool(_remove, [path, *(spool.path for spool in reader.spools)], reader.spools)
 
 
 URLENCODED = b"application/x-www-form-urlencoded"
@@ -206,13 +269,15 @@ URLENCODED = b"application/x-www-form-urlencoded"
 
 @contextlib.asynccontextmanager
 async def receive_fields_or_form(
-    request: Request, *, file_field: str, max_file_bytes: int
+    request: Request, *, file_field: str, max_file_bytes: int, repeated_file_fields: frozenset[str] = frozenset()
 ) -> AsyncIterator[ReceivedForm]:
     """`receive_form` for a multipart body; for a urlencoded one, its fields (no file part: `file_received`
     false). 413 past MAX_FIELD_BYTES of urlencoded text; 422 for a body of any other type."""
     media_type, _ = parse_options_header(request.headers.get("content-type"))
     if media_type != URLENCODED:
-        async with receive_form(request, file_field=file_field, max_file_bytes=max_file_bytes) as form:
+        async with receive_form(
+            request, file_field=file_field, max_file_bytes=max_file_bytes, repeated_file_fields=repeated_file_fields
+        ) as form:
             yield form
         return
     declared = request.headers.get("content-length", "")
@@ -254,7 +319,9 @@ async def _read_body(
             if received > max_body:
                 raise too_large(reader.max_file_bytes)
             parser.write(chunk)
-            if len(reader.pending) >= WRITE_CHUNK_BYTES:
+            spooled = sum(len(spool.pending) for spool in reader.spools)
+            ended = any(spool.ended and not spool.handle.closed for spool in reader.spools)
+            if len(reader.pending) + spooled >= WRITE_CHUNK_BYTES or ended:
                 await _flush(reader, sink)
         parser.finalize()
     except FormParserError as error:
@@ -268,6 +335,25 @@ async def _flush(reader: _FormReader, sink: BinaryIO) -> None:
     data = bytes(reader.pending)
     reader.pending.clear()
     await run_in_threadpool(sink.write, data)
+    for spool in reader.spools:
+        if spool.pending:
+            spooled = bytes(spool.pending)
+            spool.pending.clear()
+            await run_in_threadpool(spool.handle.write, spooled)
+        if spool.ended and not spool.handle.closed:
+            await run_in_threadpool(spool.handle.close)
+
+
+def _close_spools(spools: list[_Spool]) -> None:
+    for spool in spools:
+        if not spool.handle.closed:
+            spool.handle.close()
+
+
+def _remove(paths: list[Path], spools: list[_Spool]) -> None:
+    _close_spools(spools)  # a refused body leaves them open
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _boundary(request: Request) -> bytes:

@@ -17,7 +17,9 @@ from soundstage.logs import configure_logging
 from soundstage.pool import create_pool_app, pool_from_args, worker_argv
 from soundstage.pools import Queue, TaskName, pool_for
 from soundstage.settings import Settings
+from soundstage_magenta.embed_job import run_embed
 from soundstage_magenta.job import run_style
+from soundstage_magenta.loop_job import run_loop
 from soundstage_magenta.runtime import get_runtime
 
 IN_PROCESS_POOLS = ("threads", "solo")
@@ -28,7 +30,7 @@ def create_app(settings: Settings) -> Celery:
         settings,
         pool=pool_for(Queue.MAGENTA),
         runtime=lambda: get_runtime(settings),
-        jobs={TaskName.MAGENTA_GENERATE: run_style},
+        jobs={TaskName.MAGENTA_GENERATE: run_style, TaskName.MAGENTA_LOOP: run_loop, TaskName.MAGENTA_EMBED: run_embed},
         in_process_pool=True,
     )
 

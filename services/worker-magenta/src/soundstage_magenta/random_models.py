@@ -20,20 +20,34 @@ from pathlib import Path
 from typing import Any
 
 RANDOM_PREFIX = "random:"
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
+"""2: the style embedding table is random too (version 1 left it at zeros: styles had no effect)."""
+ZERO_TABLE_SCALE = 0.05
 BUILD_SEED = 0
 SHRUNK_CODEC_DEPTH = 8
-SIZES = ("tiny",)
+SIZES = ("tiny", "mrt2_small", "mrt2_base")
+"""`tiny` (ours, for CPUs and tests) and the published architectures with random weights (benchmarks)."""
+TINY = "tiny"
 _BUILD_LOCK = threading.Lock()  # one build at a time per process; the file is renamed into place
 
 
 def registry_name(size: str) -> str:
-    """The name a random model has in magenta-rt's MODEL_REGISTRY."""
-    return f"soundstage_random_{size}"
+    """The name a random model has in magenta-rt's MODEL_REGISTRY (a published one keeps its own)."""
+    return f"soundstage_random_{size}" if size == TINY else size
+
+
+def codec_for(size: str) -> contextlib.AbstractContextManager[None]:
+    """While building ``size``'s system or codec: the shrunk codec for `tiny`, the published one else."""
+    return shrunk_codec() if size == TINY else contextlib.nullcontext()
 
 
 def checkpoint_path(size: str, cache_dir: Path) -> Path:
     return cache_dir / "magenta" / f"random-{size}-v{BUILDER_VERSION}.safetensors"
+
+
+def encoder_path(size: str, cache_dir: Path) -> Path:
+    """Its SpectroStream encoder's weights (loop continuation), in magenta-rt's encoder.safetensors layout."""
+    return cache_dir / "magenta" / f"random-{size}-encoder-v{BUILDER_VERSION}.safetensors"
 
 
 def register(size: str) -> None:
@@ -44,6 +58,8 @@ def register(size: str) -> None:
 
     if size not in SIZES:
         raise ValueError(f"unknown random Magenta model {size!r}; there is {', '.join(SIZES)}")
+    if size != TINY:
+        return  # magenta-rt registers the published architectures itself
     layer = config.ModelSpec(
         num_layers=1, model_dims=64, hidden_dims=128, num_heads=2, dim_per_head=32, ffn_use_gated_activation=False
     )
@@ -94,7 +110,25 @@ def ensure_built(size: str, cache_dir: Path) -> Path:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             _build(size, path)
+        encoder = encoder_path(size, cache_dir)
+        if not encoder.exists():
+            _build_encoder(size, encoder)
     return path
+
+
+def _build_encoder(size: str, path: Path) -> None:
+    import numpy as np
+    from flax import traverse_util
+    from magenta_rt.jax import model
+
+    from soundstage_magenta import codec
+
+    with codec_for(size):
+        spec = model.get_model_class(registry_name(size))()
+        config = codec.codec_config(spec.spectrostream.rvq_truncation_level)
+    weights = codec.random_encoder_weights(config, BUILD_SEED + 2)
+    flat = traverse_util.flatten_dict({"params": {"encoder": weights}})  # type: ignore[no-untyped-call]
+    _save({"/".join(key): np.asarray(value) for key, value in flat.items()}, path)
 
 
 def _build(size: str, path: Path) -> None:
@@ -104,10 +138,9 @@ def _build(size: str, path: Path) -> None:
     import numpy as np
     from flax import traverse_util
     from magenta_rt.jax import model, system
-    from safetensors import numpy as safetensors_numpy
     from sequence_layers import jax as sl
 
-    with shrunk_codec():
+    with codec_for(size):
         spec = model.get_model_class(registry_name(size))()
         codec = system.spectrostream.stft_spectrostream_40ms_generic_48khz_stereo_config(
             rvq_truncation_level=spec.spectrostream.rvq_truncation_level, use_unique_codes=False
@@ -127,6 +160,28 @@ def _build(size: str, path: Path) -> None:
     params = jax.jit(lambda r: sampler.init(r, block, training=False, constants=constants, method=one_step))(rngs)
     flat = traverse_util.flatten_dict(flax.core.meta.unbox(params))  # type: ignore[no-untyped-call]
     tensors = {"/".join(key): np.asarray(value) for key, value in flat.items()}  # the checkpoints' own layout
+    _save(_without_zero_tables(tensors), path)
+
+
+def _without_zero_tables(tensors: dict[str, Any]) -> dict[str, Any]:
+    """``tensors`` with every all-zero table (2-D or more) filled from a fixed seed. Flax initialises the
+    style tokens' embedding (`mulan_dequantizer`) to zeros, which a trained checkpoint overwrites; left at
+    zero, a random model would ignore its style conditioning, and no test could see a style change the
+    music."""
+    import numpy as np
+
+    rng = np.random.default_rng(BUILD_SEED + 3)
+    out = dict(tensors)
+    for name in sorted(out):
+        value = out[name]
+        if value.ndim >= 2 and not value.any():
+            out[name] = (rng.standard_normal(value.shape) * ZERO_TABLE_SCALE).astype(value.dtype)
+    return out
+
+
+def _save(tensors: dict[str, Any], path: Path) -> None:
+    from safetensors import numpy as safetensors_numpy
+
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".partial")
     os.close(handle)
     try:

@@ -10,6 +10,11 @@ What it relies on, read in magenta-rt 2.0.3 (`magenta_rt/jax/system.py`):
 - MusicCoCa's TFLite interpreters are not safe to call from two threads (and its mock seeds numpy's global
   generator): embeddings and their tokenisation are serialised here, and a style is tokenised once per
   job, not once per call of ``generate``;
+- there is no audio prefill in the Python system (only its C++ engine has `prefill_state`): a loop is
+  encoded with SpectroStream's encoder (`codec.LoopEncoder`) and its codes fed through the model one frame
+  at a time by a step of ours (``prime``): the sampler's own step, with the frame it sampled replaced by
+  the loop's before the temporal decoder sees it next and before the codec decodes it, so the stream's
+  memory (attention caches, codec state) holds the loop itself;
 - the compiled step's flax rngs are fixed (PRNGKey(0)), but the sampler keeps its own key in the stream
   state (the depthformer's ``(rng, frame, temporal_state, step)``, folded with the step each frame): a
   seed is that key, replaced in a new state (``new_state``).
@@ -17,6 +22,7 @@ What it relies on, read in magenta-rt 2.0.3 (`magenta_rt/jax/system.py`):
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +31,9 @@ from typing import Any
 import numpy as np
 
 from soundstage.errors import ModelUnavailableError
-from soundstage_magenta import random_models
+from soundstage_magenta import codec, random_models
+
+logger = logging.getLogger(__name__)
 
 STYLE_SAMPLE_RATE = 16_000
 """MusicCoCa's audio rate (mono): audio prompts are decoded to it."""
@@ -56,6 +64,89 @@ class MagentaSystem:
         with _LOAD_LOCK:
             use_magenta_home(magenta_home)
             self._system = _load(model_ref, cache_dir)
+            self._encoder = _load_encoder(model_ref, cache_dir, self._system)
+        tokens = self._system._model.target_tokens_config
+        self._codebook_size = int(tokens.codebook_size)
+        self._reserved_tokens = int(tokens.num_extra_tokens)
+        self.depth = int(tokens.rvq_truncation_level)
+        """The codec's RVQ levels the model generates (codes per frame)."""
+        self.output_latency_frames = int(self._system._sampler.cfg.spectrostream.decoder_lookahead)
+        """Frames the codec's decoder answers late (its lookahead): after ``prime``, the first frames
+        ``generate`` returns are the end of the primed audio, decoded once its next frame is known."""
+        self._forced_step = self._compile_forced_step()
+
+    @property
+    def loops_supported(self) -> bool:
+        """Whether the codec's encoder is loaded (loop continuation needs it)."""
+        return isinstance(self._encoder, codec.LoopEncoder)
+
+    def encode_loop(self, samples: np.ndarray[Any, np.dtype[np.float32]]) -> codec.Codes:
+        """The codec's codes of ``samples`` (float32, (n, 2) at SAMPLE_RATE): (frames, depth). Raises
+        ModelUnavailableError where the encoder's weights are missing."""
+        if not isinstance(self._encoder, codec.LoopEncoder):
+            raise ModelUnavailableError(self._encoder)  # a fresh error per job: jobs run in threads
+        return self._encoder.encode(samples)
+
+    def prime(
+        self,
+        codes: codec.Codes,
+        style: list[int] | None,
+        *,
+        temperature: float,
+        top_k: int,
+        cfg_musiccoca: float,
+        state: Any,
+    ) -> Generated:
+        """``state`` after the model has been fed ``codes`` ((frames, depth), ``encode_loop``) as if it had
+        generated them, and the audio the codec decoded from them. ``state`` is consumed."""
+        import jax.numpy as jnp
+
+        block, constants = self._conditioning(style, temperature=temperature, top_k=top_k, cfg=cfg_musiccoca)
+        offsets = self._reserved_tokens + self._codebook_size * np.arange(self.depth, dtype=np.int32)
+        unique = (np.asarray(codes, dtype=np.int32) % self._codebook_size) + offsets  # depthformer's token ids
+        outputs = []
+        for frame in unique:
+            output, state = self._forced_step(self._system._params, block, constants, state, jnp.asarray(frame))
+            outputs.append(output)
+        return Generated(samples=_waveform_samples(outputs), state=state)
+
+    def _conditioning(self, style: list[int] | None, *, temperature: float, top_k: int, cfg: float) -> Any:
+        from magenta_rt.config import MUSICCOCA
+
+        conditioning: dict[str, list[int] | np.ndarray[Any, Any]] = {} if style is None else {MUSICCOCA.key: style}
+        return self._system._build_conditioning(conditioning, {"musiccoca": cfg}, temperature, top_k)
+
+    def _compile_forced_step(self) -> Any:
+        """The sampler's streaming step with the sampled frame replaced by a given one (AOT, once per load)."""
+        import functools
+
+        import jax
+        import jax.numpy as jnp
+
+        sampler = self._system._sampler
+        rngs = {"params": jax.random.PRNGKey(42), "random": jax.random.PRNGKey(0)}  # the system's own
+
+        def forced(module: Any, x: Any, state: Any, frame: Any, constants: Any) -> Any:
+            first, *rest = module.layers
+            sampled, first_state, _ = first.step_with_emits(x, state[0], training=False, constants=constants)
+            tokens = jnp.broadcast_to(frame.astype(sampled.values.dtype), sampled.values.shape)
+            out = sampled.apply_values(lambda _: tokens)
+            encoder_state, previous, (rng, _, temporal, step), countdown = first_state
+            previous = previous.apply_values(lambda values: jnp.broadcast_to(frame.astype(values.dtype), values.shape))
+            states = [(encoder_state, previous, (rng, out, temporal, step), countdown)]
+            for layer, before in zip(rest, state[1:], strict=True):
+                out, after, _ = layer.step_with_emits(out, before, training=False, constants=constants)
+                states.append(after)
+            return out, tuple(states)
+
+        @functools.partial(jax.jit, donate_argnums=(3,))
+        def step(params: Any, x: Any, constants: Any, state: Any, frame: Any) -> Any:
+            return sampler.apply(params, x, state, frame, constants, rngs=rngs, method=forced)
+
+        block, constants = self._conditioning(None, temperature=1.0, top_k=40, cfg=3.0)
+        state = self._system._jit_init_state(self._system._params, {})
+        frame = jnp.zeros((self.depth,), jnp.int32)
+        return step.lower(self._system._params, block, constants, state, frame).compile()
 
     def embed_text(self, text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
         """MusicCoCa's style embedding of ``text``: EMBEDDING_DIM floats."""
@@ -124,6 +215,41 @@ class MagentaSystem:
         import jax.numpy as jnp
 
         return jax.tree.map(jnp.copy, state)
+
+
+def _waveform_samples(outputs: list[Any]) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """The int16 frames the sampler emitted, as float32 (n, CHANNELS) the way the system converts them."""
+    import jax
+    from sequence_layers import jax as sl
+
+    values = np.asarray(jax.device_get(sl.Sequence.concatenate_sequences(outputs).values[0]), dtype=np.int16)
+    samples: np.ndarray[Any, np.dtype[np.float32]] = (values.astype(np.float32) / 32768.0).reshape(-1, CHANNELS)
+    return samples
+
+
+def _load_encoder(model_ref: str, cache_dir: Path, system: Any) -> codec.LoopEncoder | str:
+    """The loaded codec encoder of a model, or why there is none (the message of the error a loop job gets):
+    its weights missing or unusable. Style generation and embeddings work either way."""
+    from magenta_rt import paths
+
+    depth = int(system._model.target_tokens_config.rvq_truncation_level)
+    levels = int(system._model.spectrostream.rvq_truncation_level)  # what the system built its codec with
+    quantizer = system._params["params"]["soundstream"]["quantizer"]
+    try:
+        if model_ref.startswith(random_models.RANDOM_PREFIX):
+            size = model_ref.removeprefix(random_models.RANDOM_PREFIX)
+            with random_models.codec_for(size):
+                config = codec.codec_config(levels)
+            weights = codec.load_encoder_weights(random_models.encoder_path(size, cache_dir))
+        else:
+            config = codec.codec_config(levels)
+            weights = codec.load_encoder_weights(Path(paths.resolve_encoder_weights()))
+        return codec.LoopEncoder(config, weights, quantizer, depth)
+    except ModelUnavailableError as missing:
+        return str(missing)
+    except Exception as error:  # a corrupt or mismatched file: the model still serves everything else
+        logger.exception("Magenta %s: SpectroStream's encoder could not be loaded", model_ref)
+        return f"SpectroStream's encoder could not be loaded ({type(error).__name__}): loop continuation is off."
 
 
 def use_magenta_home(magenta_home: Path | None) -> None:
@@ -206,7 +332,7 @@ def _load(model_ref: str, cache_dir: Path) -> Any:
                 + ", ".join(random_models.RANDOM_PREFIX + s for s in random_models.SIZES)
             )
         checkpoint = random_models.ensure_built(size, cache_dir)
-        with random_models.shrunk_codec():
+        with random_models.codec_for(size):
             return MagentaRT2System(
                 size=random_models.registry_name(size),
                 style_model=musiccoca.MockMusicCoCa(),

@@ -21,6 +21,7 @@ from soundstage.schemas.jobs import (
     OutputFile,
     ProgressDetail,
 )
+from soundstage.schemas.loop import BarOptions, LoopJobParams, LoopOptions, LoudnessMode
 from soundstage.schemas.separate import STEMS_BY_MODE, SeparateJobParams, SeparateOptions, SeparateUrlRequest
 from soundstage.schemas.soundtrack import (
     SceneRequest,
@@ -30,7 +31,7 @@ from soundstage.schemas.soundtrack import (
     TransitionAttempt,
     TransitionResult,
 )
-from soundstage.schemas.style import StyleJobParams, StyleOptions, StylePrompt
+from soundstage.schemas.style import Embedding, EmbedJobParams, StyleJobParams, StyleOptions, StylePrompt
 from soundstage.schemas.system import (
     ErrorBody,
     ErrorDetail,
@@ -52,8 +53,11 @@ __all__ = [
     "STEMS_BY_MODE",
     "TERMINAL_STATUSES",
     "AudioFormat",
+    "BarOptions",
     "ChildJob",
     "ContinueRequest",
+    "EmbedJobParams",
+    "Embedding",
     "ErrorBody",
     "ErrorDetail",
     "GenerateJobParams",
@@ -69,6 +73,9 @@ __all__ = [
     "JobTaskPayload",
     "JobView",
     "KindTimes",
+    "LoopJobParams",
+    "LoopOptions",
+    "LoudnessMode",
     "MetricsJson",
     "ModelCapabilities",
     "OutputFile",

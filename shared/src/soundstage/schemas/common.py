@@ -33,6 +33,10 @@ class JobKind(StrEnum):
     """A multi-step job: its steps are child jobs on the pools that own each model."""
     STYLE = "style"
     """Music in the style of text and audio prompts (the Magenta RT API's routes), on the Magenta pool."""
+    LOOP = "loop"
+    """Bars of music at a tempo, continuing a loop or from styles (the research API's routes), on the Magenta pool."""
+    EMBED = "embed"
+    """A MusicCoCa style embedding of a text or an audio file, on the Magenta pool (its result holds it)."""
     MIX = "mix"
     """A CPU step of a multi-step job (tempo matching, crossfades, mixing), on the pipeline pool."""
 

@@ -88,6 +88,15 @@ class JobResult(BaseModel):
     scenes: list[SceneResult] | None = Field(
         default=None, description="Soundtracks: one entry per scene: prompt, seed, span, tempo and stretch."
     )
+    embedding: list[float] | None = Field(
+        default=None, description="Embeddings (`/embed/*`): MusicCoCa's 768-float style embedding."
+    )
+    shape: list[int] | None = Field(default=None, description="Embeddings: the embedding's shape, `[768]`.")
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="Bars (`/magenta/generate*`): the research API's metadata (bpm, bars, sample_rate, "
+        "total_samples, ...; counts as integers).",
+    )
 
 
 class JobView(BaseModel):

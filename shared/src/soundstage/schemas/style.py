@@ -44,7 +44,10 @@ class StyleOptions(BaseModel):
         f"{DEFAULT_STYLE_SECONDS:g}. The audio is exactly this long (48 kHz: Magenta RT's rate).",
     )
     temperature: float = Field(
-        default=1.3, ge=0.0, le=4.0, description="Sampling temperature, 0-4. Default 1.3 (Magenta RT's)."
+        default=1.3,
+        gt=0.0,
+        le=4.0,
+        description="Sampling temperature, above 0 and at most 4. Default 1.3 (Magenta RT's).",
     )
     top_k: int = Field(
         default=40,
@@ -129,3 +132,34 @@ class StyleJobParams(BaseModel):
     def normalised_weights(self) -> list[float]:
         total = sum(prompt.weight for prompt in self.prompts)
         return [prompt.weight / total for prompt in self.prompts]
+
+
+class EmbedOptions(BaseModel):
+    """`POST /embed/audio`'s form fields (beside `audio_file`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(default=None, description="Magenta RT model whose MusicCoCa embeds. Default: the first.")
+
+
+class TextEmbedForm(EmbedOptions):
+    """`POST /embed/text`'s form fields."""
+
+    text: StyleText = Field(description="The text to embed.")
+
+
+class EmbedJobParams(BaseModel):
+    """What an `embed` job row stores: one prompt (a text or a stored audio file) to embed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: StylePrompt
+
+
+class Embedding(BaseModel):
+    """`POST /embed/text` and `/embed/audio` (the Magenta RT API's answer): MusicCoCa's style embedding."""
+
+    embedding: list[float] = Field(description="768 floats: MusicCoCa's style embedding (pooled over 10 s clips).")
+    shape: list[int] = Field(description="`[768]`.")
+    model: str = Field(description="The Magenta RT model whose MusicCoCa made it.")
+    random_weights: bool = Field(description="True for `random:*` models: a mock embedder, for tests only.")

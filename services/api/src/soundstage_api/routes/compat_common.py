@@ -35,10 +35,11 @@ async def generate_and_wait(state: AppState, body: GenerateRequest) -> Job | Res
 
 
 async def finished_or_pending(
-    state: AppState, job_id: str, seconds: float, headers: dict[str, str] | None = None
+    state: AppState, job_id: str, seconds: float, headers: dict[str, str] | None = None, *, needs_files: bool = True
 ) -> Job | Response:
     """Wait up to ``seconds`` for a job: the completed job (with its files), or the 202 to answer. Raises 500
-    with the job's code for a failed job, 409 `job_cancelled` for a cancelled one."""
+    with the job's code for a failed job, 409 `job_cancelled` for a cancelled one. ``needs_files``: a
+    completed job without files is a failure (every kind but `embed` writes its output as files)."""
     job = await wait_for_job(state.waiter, lambda: state.repo.get(job_id), job_id, seconds)
     if job is None:
         raise AppError(ErrorCode.JOB_NOT_FOUND, f"Job {job_id} no longer exists.", status_code=404)
@@ -51,7 +52,7 @@ async def finished_or_pending(
             status_code=409,
             details={"job_id": job.id},
         )
-    if job.status != JobStatus.COMPLETED.value or not job.files:
+    if job.status != JobStatus.COMPLETED.value or (needs_files and not job.files):
         raise job_failure(job)
     return job
 

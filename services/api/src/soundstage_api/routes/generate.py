@@ -75,7 +75,7 @@ _GENERATE_ERRORS: dict[int | str, dict[str, object]] = {
     503: {"model": ErrorBody, "description": "Database, queue or storage down"},
 }
 
-InputRole = Literal["prompt", "melody", "input", "style"]
+InputRole = Literal["prompt", "melody", "input", "style", "loop"]
 """What an input audio is to its job; the stored original is named `{job_id}_{role}.<ext>`."""
 
 
@@ -220,6 +220,16 @@ def resolve_seed(seed: int) -> int:
     return secrets.randbelow(SEED_MAX + 1) if seed == -1 else seed
 
 
+@dataclass(frozen=True)
+class AudioInput:
+    """An uploaded or fetched audio file a job takes as input, on disk until the job is submitted."""
+
+    path: Path
+    size: int
+    loc: tuple[str | int, ...] = ()
+    """Where the request had it (`("body", "audio_files", 1)`): named in the error of a bad one."""
+
+
 async def submit_with_audio(
     state: AppState,
     *,
@@ -236,28 +246,64 @@ async def submit_with_audio(
     (422 `audio_undecodable`, `audio_empty`,
     `audio_too_long` past `max_seconds`), then `submit` a job with the original bytes stored as
     `{job_id}_{role}.<ext>`; `params(name, decoded)` gives the job's parameters."""
-    decoded = await run_in_threadpool(probe_audio, path, max_seconds=max_seconds)
-    job_id = new_job_id()
-    name = f"{job_id}_{role}.{decoded.format}"
-    logger.info(
-        "job %s: %s audio %s, %.2f s, %d Hz, %d channel(s), %d bytes",
-        job_id,
-        role,
-        decoded.format,
-        decoded.duration,
-        decoded.sample_rate,
-        decoded.channels,
-        size,
+    return await submit_with_audios(
+        state,
+        kind=kind,
+        task=task,
+        model=model,
+        inputs=[AudioInput(path, size)],
+        role=role,
+        max_seconds=max_seconds,
+        params=lambda names, decoded: params(names[0], decoded[0]),
     )
+
+
+async def submit_with_audios(
+    state: AppState,
+    *,
+    kind: JobKind,
+    task: TaskName,
+    model: str,
+    inputs: Sequence[AudioInput],
+    role: InputRole,
+    max_seconds: float,
+    params: Callable[[list[str], list[AudioInfo]], dict[str, object]],
+) -> JobCreated:
+    """`submit_with_audio` for several input files, all checked before the job exists (a bad one's error
+    names its `loc`), stored as `{job_id}_{role}<n>.<ext>` (n from 1; `{job_id}_{role}.<ext>` for one)."""
+    probed = []
+    for item in inputs:
+        try:
+            probed.append(await run_in_threadpool(probe_audio, item.path, max_seconds=max_seconds))
+        except AppError as error:
+            if item.loc:
+                where = f"{item.loc[1]} #{item.loc[2]}" if len(item.loc) > 2 else str(item.loc[-1])
+                error.message = f"{where}: {error.message}"
+                error.details = [{"loc": list(item.loc), "msg": error.message, "type": error.code.value}]
+            raise
+    job_id = new_job_id()
+    several = len(inputs) > 1
+    names = [f"{job_id}_{role}{index + 1 if several else ''}.{decoded.format}" for index, decoded in enumerate(probed)]
+    for item, decoded, name in zip(inputs, probed, names, strict=True):
+        logger.info(
+            "job %s: %s audio %s, %.2f s, %d Hz, %d channel(s), %d bytes",
+            job_id,
+            name,
+            decoded.format,
+            decoded.duration,
+            decoded.sample_rate,
+            decoded.channels,
+            item.size,
+        )
     return await run_in_threadpool(
         submit,
         state,
         kind=kind,
         task=task,
         model=model,
-        params=params(name, decoded),
+        params=params(names, probed),
         job_id=job_id,
-        attachments=[Attachment(name, path)],
+        attachments=[Attachment(name, item.path) for name, item in zip(names, inputs, strict=True)],
     )
 
 

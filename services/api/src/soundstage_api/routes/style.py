@@ -34,11 +34,13 @@ from soundstage_api.routes.compat_common import WAIT_RESPONSES, finished_or_pend
 from soundstage_api.routes.files import file_response
 from soundstage_api.routes.generate import (
     ERRORS,
+    AudioInput,
     PreferHeader,
     resolve_model,
     resolve_seed,
     submit,
     submit_with_audio,
+    submit_with_audios,
 )
 from soundstage_api.state import AppState, State
 from soundstage_api.uploads import (
@@ -53,8 +55,8 @@ from soundstage_api.waiting import pending_response, requested_wait
 router = APIRouter(route_class=GuardedRoute, tags=["magenta"], dependencies=[ApiKey, MayGenerate])
 
 AUDIO_PART = "audio_file"
-BLEND_AUDIO_PARTS = ("audio_files", "audio_files[]", "audio_weights")
-"""The Magenta RT API's audio fields of a blend, not taken yet: refused with a message naming /generate/audio."""
+BLEND_AUDIO_PARTS = frozenset({"audio_files", "audio_files[]"})
+"""A blend's audio prompts: the Magenta RT API's `audio_files[]` (or `audio_files`), one part per file."""
 RESPOND_ASYNC = "respond-async"
 """RFC 7240's preference for an answer before the work is done."""
 
@@ -73,7 +75,12 @@ class BlendStyleForm(StyleOptions):
     text_prompts: str | None = Field(default=None, description=f"Comma-separated prompts, at most {MAX_STYLE_PROMPTS}.")
     text_weights: str | None = Field(
         default=None,
-        description="Comma-separated positive weights, one per prompt (default: equal); normalised to sum to 1.",
+        description="Comma-separated positive weights, one per prompt (default: equal); normalised to sum to 1 "
+        "together with `audio_weights`.",
+    )
+    audio_weights: str | None = Field(
+        default=None,
+        description="Comma-separated positive weights, one per `audio_files[]` part, in order (default: equal).",
     )
 
 
@@ -104,6 +111,23 @@ def _form_schema(model: type[StyleOptions], *, audio: bool) -> dict[str, object]
     fields = model.model_json_schema(ref_template="#/components/schemas/{model}")
     form = {"schema": {"type": "object", "properties": fields["properties"], "required": fields.get("required", [])}}
     content = {"multipart/form-data": form, "application/x-www-form-urlencoded": form}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def _blend_schema() -> dict[str, object]:
+    fields = BlendStyleForm.model_json_schema(ref_template="#/components/schemas/{model}")
+    properties = dict(fields["properties"])
+    properties["audio_files[]"] = {
+        "type": "array",
+        "items": {"type": "string", "format": "binary"},
+        "description": "Audio prompts, one part per file (WAV, FLAC, OGG, MP3, M4A/AAC or WebM; together at most "
+        f"MAX_UPLOAD_MB, each at most {MAX_STYLE_AUDIO_SECONDS:g} s).",
+    }
+    urlencoded = {"schema": {"type": "object", "properties": fields["properties"]}}
+    content = {
+        "multipart/form-data": {"schema": {"type": "object", "properties": properties}},
+        "application/x-www-form-urlencoded": urlencoded,
+    }
     return {"requestBody": {"required": True, "content": content}}
 
 
@@ -168,35 +192,92 @@ async def generate_audio(
     "/generate/blend",
     response_class=Response,
     responses=_AUDIO_ANSWER,
-    summary="Magenta RT: music in a weighted blend of text styles",
-    openapi_extra=_form_schema(BlendStyleForm, audio=False),
+    summary="Magenta RT: music in a weighted blend of text and audio styles",
+    openapi_extra=_blend_schema(),
 )
 async def generate_blend(
     request: Request, state: State, async_: AsyncQuery = False, prefer: PreferHeader = None
 ) -> Response:
-    """Generate music in a blend of `text_prompts` (comma-separated) weighted by `text_weights`
-    (comma-separated numbers, one per prompt; default equal), the weights normalised to sum to 1."""
-    async with _form(request, state, file_field=BLEND_AUDIO_PARTS[0]) as form:
-        if form.file_received or any(name in form.fields for name in BLEND_AUDIO_PARTS):
-            raise form_error(
-                "/generate/blend blends text prompts (text_prompts, text_weights) in this version; send an audio "
-                "style reference to /generate/audio.",
-                ["body", BLEND_AUDIO_PARTS[0]],
-            )
+    """Generate music in a blend of `text_prompts` (comma-separated) weighted by `text_weights` and of
+    `audio_files[]` (one part per file) weighted by `audio_weights` (comma-separated numbers, one per
+    prompt or file; default equal), all the weights normalised together to sum to 1."""
+    async with _form(request, state, repeated=BLEND_AUDIO_PARTS) as form:
+        _refuse_audio(form, "/generate/blend takes its audio prompts as `audio_files[]` parts, one per file.")
         options = parse_form_parameters(form.fields, BlendStyleForm, file_field=None, file_received=False)
-        created = await _submit(state, options, blend_prompts(options.text_prompts, options.text_weights))
+        texts = blend_prompts(options.text_prompts, options.text_weights, required=not form.files)
+        audio_weights = _audio_weights(options.audio_weights, len(form.files))
+        if len(texts) + len(audio_weights) > MAX_STYLE_PROMPTS:
+            raise form_error(f"at most {MAX_STYLE_PROMPTS} prompts and files in one blend.", ["body", "text_prompts"])
+        if not form.files:
+            created = await _submit(state, options, texts)
+        else:
+            model = resolve_model(options.model, state.settings.magenta.served_models)
+            seed = resolve_seed(options.seed)
+
+            def params(names: list[str], _: list[AudioInfo]) -> dict[str, object]:
+                audios = [StylePrompt(audio=n, weight=w) for n, w in zip(names, audio_weights, strict=True)]
+                return _job_params(options, [*texts, *audios], seed)
+
+            created = await submit_with_audios(
+                state,
+                kind=JobKind.STYLE,
+                task=TaskName.MAGENTA_GENERATE,
+                model=model,
+                inputs=[
+                    AudioInput(part.path, part.size, ("body", part.field, index))
+                    for index, part in enumerate(form.files)
+                ],
+                role="style",
+                max_seconds=MAX_STYLE_AUDIO_SECONDS,
+                params=params,
+            )
     return await _answer(request, state, created, async_=async_, prefer=prefer or [])
 
 
-def blend_prompts(texts: str | None, weights: str | None) -> list[StylePrompt]:
+def _audio_weights(weights: str | None, files: int) -> list[float]:
+    """One positive weight per audio file (all 1 when none are given); 422 for weights without files, that
+    do not parse, are not positive, or do not match the files one for one."""
+    if weights is None or not weights.strip():
+        return [1.0] * files
+    if files == 0:
+        raise form_error("audio_weights given without audio_files[] parts.", ["body", "audio_weights"])
+    try:
+        values = [float(part) for part in weights.split(",")]
+    except ValueError as error:
+        raise form_error(
+            "audio_weights must be comma-separated numbers.", ["body", "audio_weights"], "float_parsing"
+        ) from error
+    if len(values) != files:
+        raise form_error(
+            f"audio_weights has {len(values)} weights for {files} audio_files[]; give one per file.",
+            ["body", "audio_weights"],
+            "weights_mismatch",
+        )
+    if not all(0.0 < value <= MAX_PROMPT_WEIGHT for value in values):
+        raise form_error(f"every weight must be above 0 and at most {MAX_PROMPT_WEIGHT:g}.", ["body", "audio_weights"])
+    return values
+
+
+def blend_prompts(
+    texts: str | None,
+    weights: str | None,
+    *,
+    texts_field: str = "text_prompts",
+    weights_field: str = "text_weights",
+    required: bool = True,
+) -> list[StylePrompt]:
     """The prompts of a blend: comma-separated texts, and as many comma-separated positive weights (all 1
-    when none are given). 422 `validation_error` for no prompts, weights that do not parse, are not
-    positive, or do not match the prompts one for one."""
+    when none are given). 422 `validation_error` for no prompts (when ``required``), weights that do not
+    parse, are not positive, or do not match the prompts one for one."""
     prompts = [part.strip() for part in (texts or "").split(",") if part.strip()]
     if not prompts:
-        raise form_error("give at least one prompt in text_prompts (comma-separated).", ["body", "text_prompts"])
+        if required:
+            raise form_error(f"give at least one prompt in {texts_field} (comma-separated).", ["body", texts_field])
+        if weights is not None and weights.strip():
+            raise form_error(f"{weights_field} given without {texts_field}.", ["body", weights_field])
+        return []
     if len(prompts) > MAX_STYLE_PROMPTS:
-        raise form_error(f"at most {MAX_STYLE_PROMPTS} prompts in one blend.", ["body", "text_prompts"])
+        raise form_error(f"at most {MAX_STYLE_PROMPTS} prompts in one blend.", ["body", texts_field])
     if weights is None or not weights.strip():
         values = [1.0] * len(prompts)
     else:
@@ -204,25 +285,27 @@ def blend_prompts(texts: str | None, weights: str | None) -> list[StylePrompt]:
             values = [float(part) for part in weights.split(",")]
         except ValueError as error:
             raise form_error(
-                "text_weights must be comma-separated numbers.", ["body", "text_weights"], "float_parsing"
+                f"{weights_field} must be comma-separated numbers.", ["body", weights_field], "float_parsing"
             ) from error
         if len(values) != len(prompts):
             raise form_error(
-                f"text_weights has {len(values)} weights for {len(prompts)} text_prompts; give one per prompt.",
-                ["body", "text_weights"],
+                f"{weights_field} has {len(values)} weights for {len(prompts)} {texts_field}; give one per prompt.",
+                ["body", weights_field],
                 "weights_mismatch",
             )
         if not all(0.0 < value <= MAX_PROMPT_WEIGHT for value in values):
             raise form_error(
-                f"every weight must be above 0 and at most {MAX_PROMPT_WEIGHT:g}.", ["body", "text_weights"]
+                f"every weight must be above 0 and at most {MAX_PROMPT_WEIGHT:g}.", ["body", weights_field]
             )
     return [StylePrompt(text=text, weight=weight) for text, weight in zip(prompts, values, strict=True)]
 
 
 def _form(
-    request: Request, state: AppState, *, file_field: str = AUDIO_PART
+    request: Request, state: AppState, *, repeated: frozenset[str] = frozenset()
 ) -> AbstractAsyncContextManager[ReceivedForm]:
-    return receive_fields_or_form(request, file_field=file_field, max_file_bytes=state.settings.max_upload_bytes)
+    return receive_fields_or_form(
+        request, file_field=AUDIO_PART, max_file_bytes=state.settings.max_upload_bytes, repeated_file_fields=repeated
+    )
 
 
 def _refuse_audio(form: ReceivedForm, message: str) -> None:

@@ -11,30 +11,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.e2e.conftest import StackFactory
 from tests.support.audio import assert_not_silent, decode
 from tests.support.audio_files import encode, synth
-from tests.support.stack import Stack, poll_job
+from tests.support.stack import poll_job
 
 pytestmark = pytest.mark.e2e
 
-MAGENTA = "soundstage_magenta.app"
 RATE = 48_000
-
-
-@pytest.fixture(scope="module")
-def stack(make_module_stack: StackFactory) -> Stack:
-    # One worker for the module: it loads and compiles random:tiny once (about 30 s on two cores).
-    stack = make_module_stack(MAGENTA_MODEL="random:tiny", SYNC_WAIT_SECONDS="120")
-    stack.start_api()
-    stack.start_worker(module=MAGENTA)
-    stack.wait_for_workers(1, timeout=300)
-    return stack
-
-
-@pytest.fixture
-def client(stack: Stack) -> httpx.Client:
-    return httpx.Client(base_url=stack.url, timeout=180)
 
 
 def audio_of(response: httpx.Response) -> tuple[np.ndarray, int]:
@@ -141,7 +124,8 @@ BAD_FORMS = [
     ("/generate/blend", {"text_prompts": "a,b", "text_weights": "1,x"}, "text_weights"),
     ("/generate/blend", {"text_prompts": "a,b", "text_weights": "1,0"}, "text_weights"),
     ("/generate/blend", {"text_prompts": " , "}, "text_prompts"),
-    ("/generate/blend", {"text_prompts": "a", "audio_weights": "1"}, "audio_files"),
+    ("/generate/blend", {"text_prompts": "a", "audio_weights": "1"}, "audio_weights"),
+    ("/generate/blend", {"text_prompts": "a", "audio_files[]": "not a file"}, "audio_files[]"),
     ("/generate/audio", {"prompt": "x"}, "audio_file"),
 ]
 
@@ -165,4 +149,48 @@ def test_non_audio_and_empty_style_references_are_refused_before_any_job(client:
         response = client.post("/generate/audio", files={"audio_file": ("ref.mp3", data)}, data={"duration": "2"})
         assert response.status_code == 422, response.text
         assert response.json()["error"]["code"] == code
+    assert client.get("/jobs", params={"limit": 100}).json()["total"] == before
+
+
+def test_blend_of_text_prompts_and_audio_files_with_their_weights(client: httpx.Client) -> None:
+    # The Magenta RT API's blend: audio_files[] parts (one per file) with audio_weights, beside text prompts
+    files = [
+        ("audio_files[]", ("a.wav", encode("wav", synth(44_100, 2, 3.0, frequency=220.0), 44_100))),
+        ("audio_files[]", ("b.flac", encode("flac", synth(32_000, 1, 2.0, frequency=660.0), 32_000))),
+    ]
+    fields = {"text_prompts": "funk,jazz", "text_weights": "2,1", "audio_weights": "0.5,1.5", "duration": "2"}
+    response = client.post("/generate/blend", files=files, data={**fields, "format": "wav", "seed": "4"})
+    assert response.status_code == 200, response.text
+    samples, rate = audio_of(response)
+    assert rate == RATE and samples.shape == (2, 2 * RATE)
+    job = client.get(f"/jobs/{response.headers['x-job-id']}").json()
+    prompts = job["params"]["prompts"]
+    assert [(p["text"], p["weight"]) for p in prompts[:2]] == [("funk", 2.0), ("jazz", 1.0)]
+    job_id = job["job_id"]
+    assert [(p["audio"], p["weight"]) for p in prompts[2:]] == [
+        (f"{job_id}_style1.wav", 0.5),
+        (f"{job_id}_style2.flac", 1.5),
+    ]
+    # audio alone blends too, and the audio prompts change the music
+    only_audio = client.post("/generate/blend", files=files, data={"duration": "2", "format": "wav", "seed": "4"})
+    assert only_audio.status_code == 200, only_audio.text
+    texts_only = client.post(
+        "/generate/blend",
+        data={"text_prompts": "funk,jazz", "text_weights": "2,1", "duration": "2", "format": "wav", "seed": "4"},
+    )
+    assert not np.allclose(audio_of(texts_only)[0], samples, atol=1e-3)
+
+
+def test_bad_audio_in_a_blend_is_refused_before_any_job(client: httpx.Client) -> None:
+    before = client.get("/jobs", params={"limit": 100}).json()["total"]
+    good = ("audio_files[]", ("a.wav", encode("wav", synth(44_100, 2, 2.0), 44_100)))
+    bad = ("audio_files[]", ("b.mp3", b"not audio at all" * 100))
+    response = client.post("/generate/blend", files=[good, bad], data={"text_prompts": "funk"})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "audio_undecodable" and error["details"][0]["loc"] == ["body", "audio_files[]", 1]
+    mismatch = client.post("/generate/blend", files=[good, good], data={"audio_weights": "1"})
+    assert mismatch.status_code == 422 and mismatch.json()["error"]["details"][0]["type"] == "weights_mismatch"
+    single = client.post("/generate/blend", files={"audio_file": ("a.wav", good[1][1])}, data={"text_prompts": "x"})
+    assert single.status_code == 422 and single.json()["error"]["details"][0]["loc"] == ["body", "audio_file"]
     assert client.get("/jobs", params={"limit": 100}).json()["total"] == before
