@@ -675,6 +675,9 @@ def run_probe(mode: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> int
     return int(exit_info.value.code or 0)
 
 
+COLLECTED_AT = utcnow()
+
+
 def heartbeat(
     hostname: str, *, loaded: bool, queue: str = "musicgen", age_s: float = 0, device_error: str | None = None
 ) -> WorkerInfo:
@@ -715,7 +718,8 @@ def test_worker_probe_reads_this_pods_heartbeat(
     entries, alive, ready = case
     url, client = probe_redis
     for entry in entries:
-        publish(client, entry)
+        # The cases were built at collection, maybe minutes ago: keep each one's age, not its time.
+        publish(client, entry.model_copy(update={"seen_at": entry.seen_at + (utcnow() - COLLECTED_AT)}))
     assert run_probe("alive", url, monkeypatch) == alive
     assert run_probe("ready", url, monkeypatch) == ready
 

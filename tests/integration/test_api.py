@@ -148,6 +148,14 @@ def test_auth_with_single_key(database_url: str, redis: RedisServer, tmp_path: P
         assert client.get("/magenta/progress", params={"request_id": "x"}).status_code == 401
         for guarded in ("/embed/text", "/magenta/generate", "/magenta/generate_style"):
             assert client.post(guarded, data={"text": "x"}).status_code == 401, guarded
+        for read in ("/magenta/model/config", "/magenta/model/assets/status", "/magenta/model/checkpoints"):
+            assert client.get(read).status_code == 401, read
+        assert client.get("/magenta/model/config", headers={"X-API-Key": "s3cret"}).json()["loaded"] is False
+        # Selecting the model changes it for every client: an admin key's (API_KEY's keys have no admin scope).
+        select = {"size": "mrt2_small", "dry_run": True}
+        assert client.post("/magenta/model/select", json=select).status_code == 401
+        refused = client.post("/magenta/model/select", json=select, headers={"X-API-Key": "s3cret"})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "api_key_scope"
 
 
 def test_health_without_workers_and_openapi_documents_fields(client: TestClient) -> None:

@@ -17,7 +17,7 @@ from soundstage_magenta.system import (
     MagentaSystem,
 )
 
-from soundstage.errors import ErrorCode, ModelUnavailableError
+from soundstage.errors import AppError, ErrorCode, ModelUnavailableError
 
 SAMPLING = {"temperature": 1.1, "top_k": 40, "cfg_musiccoca": 3.0}
 
@@ -150,3 +150,37 @@ def test_the_style_changes_the_music_with_the_same_seed(tiny: MagentaSystem) -> 
     first = tiny.generate(funk, 25, **SAMPLING, state=tiny.new_state(4)).samples
     np.testing.assert_array_equal(tiny.generate(funk, 25, **SAMPLING, state=tiny.new_state(4)).samples, first)
     assert not np.allclose(tiny.generate(jazz, 25, **SAMPLING, state=tiny.new_state(4)).samples, first, atol=1e-4)
+
+
+def test_a_finetunes_weights_replace_the_models_without_compiling_again(
+    tiny: MagentaSystem, model_cache_dir: Path, tmp_path: Path
+) -> None:
+    from safetensors import numpy as safetensors_numpy
+
+    base = safetensors_numpy.load_file(str(random_models.checkpoint_path("tiny", model_cache_dir)))
+    rng = np.random.default_rng(3)
+    tuned_path = tmp_path / "tuned.safetensors"
+    noise = {name: 1 + 0.1 * rng.standard_normal(value.shape) for name, value in base.items()}
+    safetensors_numpy.save_file(
+        {name: (value * noise[name]).astype(value.dtype) for name, value in base.items()}, str(tuned_path)
+    )
+    tuned = tiny.with_weights(tuned_path)
+    assert tuned._forced_step is tiny._forced_step  # the compiled steps are shared: only the weights differ
+    assert tuned._system._jit_streaming_step is tiny._system._jit_streaming_step
+    style = tiny.style_tokens(tiny.embed_text("dub"))
+    mine = tiny.generate(style, 10, **SAMPLING, state=tiny.new_state(4)).samples
+    theirs = tuned.generate(style, 10, **SAMPLING, state=tuned.new_state(4)).samples
+    assert theirs.shape == mine.shape and not np.array_equal(theirs, mine)
+    again = tiny.generate(style, 10, **SAMPLING, state=tiny.new_state(4)).samples
+    np.testing.assert_array_equal(again, mine)  # the model's own weights are untouched
+
+    wrong = tmp_path / "wrong.safetensors"
+    safetensors_numpy.save_file({name: value[..., :1] for name, value in base.items()}, str(wrong))
+    with pytest.raises(AppError) as mismatch:
+        tiny.with_weights(wrong)
+    assert mismatch.value.code == ErrorCode.CHECKPOINT_INVALID and "shaped" in mismatch.value.message
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00" * 64)
+    with pytest.raises(AppError) as unreadable:
+        tiny.with_weights(garbage)
+    assert unreadable.value.code == ErrorCode.CHECKPOINT_INVALID

@@ -49,11 +49,16 @@ class ErrorCode(StrEnum):
     STEMS_NOT_SUPPORTED = "stems_not_supported"
     AUDIO_REQUIRED = "audio_required"
     JOB_CANCELLED = "job_cancelled"
+    UNKNOWN_CHECKPOINT_STEP = "unknown_checkpoint_step"
+    CHECKPOINT_REPO_NOT_FOUND = "checkpoint_repo_not_found"
+    CHECKPOINT_INVALID = "checkpoint_invalid"
+    STEERING_UNAVAILABLE = "steering_unavailable"
     # Dependencies down (503)
     DATABASE_UNAVAILABLE = "database_unavailable"
     BROKER_UNAVAILABLE = "broker_unavailable"
     STORAGE_UNAVAILABLE = "storage_unavailable"
     SERVICE_UNAVAILABLE = "service_unavailable"
+    CHECKPOINT_REPO_UNAVAILABLE = "checkpoint_repo_unavailable"  # 502: Hugging Face cannot be reached
     # Job failures stored on the job row
     MODEL_UNAVAILABLE = "model_unavailable"
     DURATION_EXCEEDS_MODEL_LIMIT = "duration_exceeds_model_limit"

@@ -24,6 +24,7 @@ from soundstage.jobrunner import Execute, JobMissingError, JobOutput, JobRunner,
 from soundstage.pools import Pool, TaskName, task_for_kind
 from soundstage.queue import create_celery_app, enqueue_job
 from soundstage.schemas import JobKind, JobTaskPayload, ModelCapabilities, WorkerInfo
+from soundstage.schemas.magenta_model import ServingCheckpoint
 from soundstage.settings import Settings
 from soundstage.storage import ObjectStore, open_store
 from soundstage.workers import Heartbeat
@@ -315,6 +316,10 @@ class PoolRuntime(Generic[EngineT]):
     services: JobServices
     heartbeat: Heartbeat | None = None
     load_errors: dict[str, str] = field(default_factory=dict)
+    serving: Callable[[], list[ServingCheckpoint]] | None = None
+    """What each model serves beyond its name (Magenta: the finetune checkpoint), for the heartbeat."""
+    after_load: Callable[[], None] | None = None
+    """Runs once the models are loaded (Magenta: starts following the selected checkpoint)."""
 
     def engine_for(self, model: str | None) -> EngineT:
         """The loaded engine serving ``model`` (the first when None: a pool without models has one engine);
@@ -337,6 +342,8 @@ class PoolRuntime(Generic[EngineT]):
             except ModelUnavailableError as error:
                 # Keep consuming: its jobs fail fast with model_unavailable and say how to fix it.
                 logger.error("model %s unavailable: %s", engine.model_ref, error.message)
+        if self.after_load is not None:
+            self.after_load()
         if self.heartbeat:
             self.heartbeat.beat()
 
@@ -401,6 +408,7 @@ class PoolRuntime(Generic[EngineT]):
             load_errors=dict(self.load_errors),
             device_error=next(filter(None, (check_device(device) for device in devices)), None),
             capabilities=[engine.capabilities() for engine in loaded] if self.pool.serves_models else [],
+            serving=self.serving() if self.serving is not None else [],
             seen_at=utcnow(),
         )
 

@@ -7,11 +7,14 @@ one :class:`~soundstage.settings.Settings` object of a process is built. The poo
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from soundstage.schemas.magenta_model import REPO_ID_PATTERN, parse_step
 
 
 def split_commas(value: object) -> object:
@@ -128,6 +131,48 @@ class MagentaSettings(ModelPoolSettings):
         description="Style generations one Magenta worker runs at once (threads sharing the loaded model: while "
         "one decodes or encodes on the CPU, another steps the model).",
     )
+    boot_size: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("mrt_size", "magenta_boot_size"),
+        description="MRT_SIZE (the research API's name): the served model a finetune selected at boot is a "
+        "finetune of (`mrt2_small`, `mrt2_base`, `small`, `base`). Default: MAGENTA_MODEL.",
+    )
+    boot_repo: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("mrt_ckpt_repo", "magenta_boot_repo"),
+        description="MRT_CKPT_REPO: a finetune repository (Hugging Face `owner/name`, or its mirror under "
+        "MAGENTA_FINETUNES_DIR) to serve from boot, until `POST /magenta/model/select` chooses another.",
+    )
+    boot_step: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("mrt_ckpt_step", "magenta_boot_step"),
+        description="MRT_CKPT_STEP: the step of MRT_CKPT_REPO served from boot: digits or `latest` (the default).",
+    )
+    boot_assets_repo: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("mrt_assets_repo", "magenta_boot_assets_repo"),
+        description="MRT_ASSETS_REPO: where the steering assets (`mean_style_embed.npy`, `cluster_centroids.npy`) "
+        "served from boot come from. Default: MRT_CKPT_REPO.",
+    )
+    finetunes_dir: Path | None = Field(
+        default=None,
+        description="Folder of finetune repository mirrors (`<owner>/<name>/checkpoint_<step>.tgz`, the assets): a "
+        "repository found here is read here, never from Hugging Face (air-gapped servers). Default: "
+        "`<MODEL_CACHE_DIR>/magenta-finetunes`.",
+    )
+
+    @field_validator("boot_step")
+    @classmethod
+    def _known_step(cls, value: str | None) -> str | None:
+        parse_step(value)  # digits, `latest` or `none`: a typo must stop the worker, not serve another step
+        return value
+
+    @field_validator("boot_repo", "boot_assets_repo")
+    @classmethod
+    def _repo_id(cls, value: str | None) -> str | None:
+        if value and not re.match(REPO_ID_PATTERN, value):
+            raise ValueError("must be a repository id: owner/name")
+        return value or None
 
 
 class PipelineSettings(PoolSettings):

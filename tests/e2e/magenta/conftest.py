@@ -23,10 +23,16 @@ def stack(
     s3_server: S3Server,
     model_cache_dir: Path,
 ) -> Iterator[Stack]:
-    factory, stop_all = build_stack_factory(
-        tmp_path_factory.mktemp("magenta"), postgres_server, s3_server, model_cache_dir
+    root = tmp_path_factory.mktemp("magenta")
+    factory, stop_all = build_stack_factory(root, postgres_server, s3_server, model_cache_dir)
+    finetunes = root / "finetunes"  # mirrors of finetune repositories (test_model builds them)
+    finetunes.mkdir()
+    stack = factory(
+        MAGENTA_MODEL="random:tiny",
+        SYNC_WAIT_SECONDS="120",
+        MAGENTA_FINETUNES_DIR=str(finetunes),
+        HF_HUB_OFFLINE="1",  # a repository not mirrored is asked of Hugging Face: refused at once, offline
     )
-    stack = factory(MAGENTA_MODEL="random:tiny", SYNC_WAIT_SECONDS="120")
     stack.start_api()
     stack.start_worker(module=MAGENTA)
     stack.wait_for_workers(1, timeout=300)

@@ -118,7 +118,8 @@ def generation_result(info: MagentaInfo, seed: int, compute_seconds: float) -> d
 def run_style(job: Job, engine: MagentaEngine, store: ObjectStore, report: ProgressReporter) -> JobOutput:
     params = StyleJobParams.model_validate(job.params)
     report(0.0, "loading the model", force=True)
-    system = engine.system
+    serving = engine.serve(params.checkpoint)
+    system = serving.system
     info = engine.info
     report(0.0, "embedding the prompts", force=True)
     tokens = style_of(params.prompts, params.normalised_weights(), system, store)
@@ -143,5 +144,5 @@ def run_style(job: Job, engine: MagentaEngine, store: ObjectStore, report: Progr
         samples = normalize_loudness(samples, SAMPLE_RATE, params.loudness_target)
     report(97.0, "encoding", force=True)
     output = store_audio(job.id, samples, SAMPLE_RATE, params.format, store)
-    result = generation_result(info, params.seed, compute_seconds)
+    result = {**generation_result(info, params.seed, compute_seconds), "checkpoint": serving.checkpoint()}
     return JobOutput(files=[output], result=result, audio_seconds=params.duration)

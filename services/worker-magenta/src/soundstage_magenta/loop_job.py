@@ -4,10 +4,11 @@ alone (`/magenta/generate_style`).
 The loop is decoded to 48 kHz stereo and its last PRIME_SECONDS encoded with SpectroStream's encoder; the
 model is fed those codes frame by frame (``MagentaSystem.prime``), so what it generates next continues the
 loop's own material (rhythm, timbre, harmony in its context window), not only its style. The style
-conditioning is the weighted blend of the text styles and, at `loop_weight`, the loop's own MusicCoCa
-embedding. `intro_bars` bars are generated first and cut off; the rest is cut to exactly ``bars *
-beats_per_bar * 60 / bpm`` seconds at the target rate (rounded to whole samples), levelled as
-`loudness_mode` says with its true peak under `-loudness_headroom_db` dBFS, and stored as 16-bit WAV.
+conditioning is the weighted blend of the text styles, at `loop_weight` the loop's own MusicCoCa
+embedding, and (`mean`, `centroid_weights`) the selected finetune's steering assets. `intro_bars` bars
+are generated first and cut off; the rest is cut to exactly ``bars * beats_per_bar * 60 / bpm`` seconds
+at the target rate (rounded to whole samples), levelled as `loudness_mode` says with its true peak under
+`-loudness_headroom_db` dBFS, and stored as 16-bit WAV.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ import numpy as np
 
 from soundstage.audio import decode_audio, limit_peaks, measure_loudness, normalize_loudness, resample
 from soundstage.db import Job
+from soundstage.errors import AppError, ErrorCode
 from soundstage.jobrunner import JobOutput, ProgressReporter
 from soundstage.schemas import AudioFormat, LoopJobParams, LoudnessMode
 from soundstage.schemas.loop import MAX_LOOP_SECONDS, PRIME_SECONDS
+from soundstage.schemas.magenta_model import MEAN_ASSET
 from soundstage.storage import ObjectStore
 from soundstage_magenta.engine import MagentaEngine
-from soundstage_magenta.job import generate_frames, generation_result, store_audio, style_of
-from soundstage_magenta.system import CHANNELS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from soundstage_magenta.finetune import NO_ASSETS, SteeringAssets
+from soundstage_magenta.job import blend, embed_prompt, generate_frames, generation_result, store_audio
+from soundstage_magenta.system import CHANNELS, SAMPLE_RATE, SAMPLES_PER_FRAME, MagentaSystem
 
 DEFAULT_LUFS = -14.0
 Samples = np.ndarray[Any, np.dtype[np.float32]]
@@ -74,7 +78,8 @@ def _rms(samples: Samples) -> float:
 def run_loop(job: Job, engine: MagentaEngine, store: ObjectStore, report: ProgressReporter) -> JobOutput:
     params = LoopJobParams.model_validate(job.params)
     report(0.0, "loading the model", force=True)
-    system = engine.system
+    serving = engine.serve(params.checkpoint)
+    system = serving.system
     info = engine.info
     loop: Samples | None = None
     if params.loop is not None:
@@ -85,9 +90,8 @@ def run_loop(job: Job, engine: MagentaEngine, store: ObjectStore, report: Progre
         loop = decoded.samples  # (2, n) at 48 kHz
 
     report(3.0, "embedding the styles", force=True)
-    prompts = list(params.prompts)
-    weights = params.normalised_weights() if prompts else []
-    tokens = style_of(prompts, weights, system, store) if prompts else None
+    assets = engine.assets_for(params.checkpoint) if params.steered else NO_ASSETS
+    tokens = steered_style(params, system, store, assets)
 
     started = time.monotonic()
     state = system.new_state(params.seed)
@@ -133,8 +137,43 @@ def run_loop(job: Job, engine: MagentaEngine, store: ObjectStore, report: Progre
     result = {
         **generation_result(info, params.seed, compute_seconds),
         "metadata": metadata(params, info.ref, total, loop_seconds=loop_seconds),
+        "checkpoint": serving.checkpoint(),
     }
     return JobOutput(files=[output], result=result, audio_seconds=params.duration)
+
+
+def steered_style(
+    params: LoopJobParams, system: MagentaSystem, store: ObjectStore, assets: SteeringAssets
+) -> list[int] | None:
+    """The conditioning tokens of the job's style: the weighted mean of its prompts' embeddings and, steered,
+    of the finetune's mean style (weight `mean`) and centroids (`centroid_weights`), the weights normalised
+    together; None without any (no style conditioning). AppError `steering_unavailable` for an asset the
+    selected finetune does not have."""
+    embeddings = [embed_prompt(prompt, system, store) for prompt in params.prompts]
+    weights = [prompt.weight for prompt in params.prompts]
+    if params.mean > 0:
+        if assets.mean is None:
+            raise _no_steering(f"the selected finetune ({assets.repo or 'none'}) has no {MEAN_ASSET}")
+        embeddings.append(assets.mean)
+        weights.append(params.mean)
+    for index, weight in enumerate(params.centroid_weights):
+        if weight <= 0:
+            continue
+        if assets.centroids is None or index >= assets.centroid_count:
+            raise _no_steering(
+                f"centroid {index + 1} was weighed; the selected finetune ({assets.repo or 'none'}) has "
+                f"{assets.centroid_count} centroids"
+            )
+        embeddings.append(assets.centroids[index])
+        weights.append(weight)
+    if not embeddings:
+        return None
+    total = sum(weights)
+    return system.style_tokens(blend(embeddings, [weight / total for weight in weights]))
+
+
+def _no_steering(why: str) -> AppError:
+    return AppError(ErrorCode.STEERING_UNAVAILABLE, f"Cannot steer the style: {why}.", status_code=422)
 
 
 def metadata(params: LoopJobParams, model: str, total_samples: int, *, loop_seconds: float | None) -> dict[str, Any]:
@@ -160,6 +199,9 @@ def metadata(params: LoopJobParams, model: str, total_samples: int, *, loop_seco
         "topk": params.top_k,
         "seed": params.seed,
         "loudness_mode": params.loudness_mode.value,
+        "mean": params.mean,
+        "centroid_weights": params.centroid_weights,
+        "checkpoint_repo": params.checkpoint.repo if params.checkpoint is not None else None,
         "model": model,
     }
 

@@ -1,5 +1,5 @@
-"""Per-process state of a Magenta worker: one engine per served model (loaded and compiled once), and the
-job services."""
+"""Per-process state of a Magenta worker: one engine per served model (loaded and compiled once), the job
+services, and the follower that keeps every engine on the selected checkpoint."""
 
 from __future__ import annotations
 
@@ -7,16 +7,33 @@ from soundstage.pool import JobServices, PoolRuntime, RuntimeHolder
 from soundstage.pools import Queue, pool_for
 from soundstage.settings import Settings
 from soundstage_magenta.engine import MagentaEngine
+from soundstage_magenta.finetune import FinetuneFetcher
+from soundstage_magenta.follow import SelectionFollower
 
 
 def build_runtime(settings: Settings) -> PoolRuntime[MagentaEngine]:
+    fetcher = FinetuneFetcher(settings)
     engines = {
-        ref: MagentaEngine(ref, cache_dir=settings.resolved_model_cache_dir, magenta_home=settings.magenta.home)
+        ref: MagentaEngine(
+            ref, cache_dir=settings.resolved_model_cache_dir, magenta_home=settings.magenta.home, fetcher=fetcher
+        )
         for ref in settings.magenta.served_models
     }
-    return PoolRuntime(
-        pool=pool_for(Queue.MAGENTA), settings=settings, engines=engines, services=JobServices.build(settings)
+    services = JobServices.build(settings)
+    runtime = PoolRuntime(
+        pool=pool_for(Queue.MAGENTA),
+        settings=settings,
+        engines=engines,
+        services=services,
+        serving=lambda: [engine.serving() for engine in engines.values() if engine.loaded],
     )
+
+    def beat() -> None:
+        if runtime.heartbeat is not None:
+            runtime.heartbeat.beat()
+
+    runtime.after_load = SelectionFollower(services.redis, settings, engines, beat).start
+    return runtime
 
 
 _RUNTIME = RuntimeHolder(build_runtime)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from soundstage.errors import ModelUnavailableError
+from soundstage.errors import AppError, ErrorCode, ModelUnavailableError
 from soundstage_magenta import codec, random_models
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,38 @@ class MagentaSystem:
         """Frames the codec's decoder answers late (its lookahead): after ``prime``, the first frames
         ``generate`` returns are the end of the primed audio, decoded once its next frame is known."""
         self._forced_step = self._compile_forced_step()
+
+    def with_weights(self, checkpoint: Path) -> MagentaSystem:
+        """This system with a finetune's weights (a safetensors checkpoint of the same architecture), read by
+        magenta-rt's own loader. The compiled steps take the parameters as an argument, so nothing is
+        compiled again; this system keeps serving the jobs that hold it. AppError `checkpoint_invalid` when
+        the checkpoint does not match the architecture."""
+        import copy
+
+        import jax
+        from magenta_rt.jax.system import _load_jax_weights
+
+        try:
+            params = _load_jax_weights(checkpoint)
+        except Exception as error:  # not safetensors, truncated
+            raise AppError(
+                ErrorCode.CHECKPOINT_INVALID,
+                f"{checkpoint.name} is not a readable safetensors checkpoint ({type(error).__name__}).",
+                status_code=422,
+            ) from error
+        ours = self._system._params
+        mismatch = _parameter_mismatch(ours, params)
+        if mismatch is not None:
+            raise AppError(
+                ErrorCode.CHECKPOINT_INVALID,
+                f"{checkpoint.name} is not a checkpoint of {self.model_ref}: {mismatch}.",
+                status_code=422,
+            )
+        inner = copy.copy(self._system)
+        inner._params = jax.tree.map(lambda new, old: jax.numpy.asarray(new, dtype=old.dtype), params, ours)
+        twin = copy.copy(self)
+        twin._system = inner
+        return twin
 
     @property
     def loops_supported(self) -> bool:
@@ -215,6 +247,21 @@ class MagentaSystem:
         import jax.numpy as jnp
 
         return jax.tree.map(jnp.copy, state)
+
+
+def _parameter_mismatch(expected: Any, given: Any) -> str | None:
+    """How ``given`` parameters differ from ``expected`` in names or shapes (None: they match)."""
+    from flax import traverse_util
+
+    ours = traverse_util.flatten_dict(expected, sep="/")  # type: ignore[no-untyped-call]
+    theirs = traverse_util.flatten_dict(given, sep="/")  # type: ignore[no-untyped-call]
+    missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+    if missing or extra:
+        return f"{len(missing)} parameters missing (e.g. {missing[:1]}), {len(extra)} unknown (e.g. {extra[:1]})"
+    for name in sorted(ours):
+        if tuple(ours[name].shape) != tuple(theirs[name].shape):
+            return f"{name} is shaped {tuple(theirs[name].shape)}, not {tuple(ours[name].shape)}"
+    return None
 
 
 def _waveform_samples(outputs: list[Any]) -> np.ndarray[Any, np.dtype[np.float32]]:

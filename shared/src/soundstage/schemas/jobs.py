@@ -97,6 +97,11 @@ class JobResult(BaseModel):
         description="Bars (`/magenta/generate*`): the research API's metadata (bpm, bars, sample_rate, "
         "total_samples, ...; counts as integers).",
     )
+    checkpoint: dict[str, Any] | None = Field(
+        default=None,
+        description="Magenta: the finetune checkpoint that made it, `{repo, revision, step}` "
+        "(`/magenta/model/select`); null: the model's own weights.",
+    )
 
 
 class JobView(BaseModel):

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from soundstage.schemas.generate import SEED_MAX
+from soundstage.schemas.magenta_model import MAX_CENTROIDS, ModelSelection
 from soundstage.schemas.style import MAX_STYLE_PROMPTS, MAX_STYLE_SECONDS, StylePrompt
 
 MIN_BPM = 20.0
@@ -93,7 +94,22 @@ class BarOptions(BaseModel):
     request_id: RequestId | None = Field(
         default=None, description="Your id for this request: `GET /magenta/progress?request_id=` follows it."
     )
-    model: str | None = Field(default=None, description="Magenta RT model the pool serves. Default: its first.")
+    model: str | None = Field(
+        default=None, description="Magenta RT model the pool serves. Default: the selected one (`/magenta/model`)."
+    )
+    mean: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1000.0,
+        description="Weight of the selected finetune's mean style (`mean_style_embed.npy`) among the styles. "
+        "Default 0.",
+    )
+    centroid_weights: str = Field(
+        default="",
+        max_length=2000,
+        description="Comma-separated weights of the selected finetune's style centroids (`cluster_centroids.npy`), "
+        "in its order; fewer than it has leave the rest at 0. Default: none.",
+    )
 
     @field_validator("target_sample_rate", mode="before")
     @classmethod
@@ -149,6 +165,18 @@ class LoopJobParams(BaseModel):
     loudness_headroom_db: float
     seed: int = Field(ge=0, le=SEED_MAX)
     request_id: str | None = None
+    mean: float = Field(default=0.0, ge=0.0, description="Weight of the finetune's mean style.")
+    centroid_weights: list[Annotated[float, Field(ge=0.0)]] = Field(
+        default_factory=list, max_length=MAX_CENTROIDS, description="Weights of the finetune's centroids."
+    )
+    checkpoint: ModelSelection | None = Field(
+        default=None, description="The selected checkpoint when the job was written (None: the model's own)."
+    )
+
+    @property
+    def steered(self) -> bool:
+        """Whether the finetune's steering assets take part in the style."""
+        return self.mean > 0 or any(weight > 0 for weight in self.centroid_weights)
 
     def normalised_weights(self) -> list[float]:
         total = sum(prompt.weight for prompt in self.prompts)

@@ -16,6 +16,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstrain
 
 from soundstage.schemas.common import AudioFormat
 from soundstage.schemas.generate import SEED_MAX
+from soundstage.schemas.magenta_model import ModelSelection
 
 MIN_STYLE_SECONDS = 2.0
 MAX_STYLE_SECONDS = 120.0
@@ -128,6 +129,9 @@ class StyleJobParams(BaseModel):
     seed: int = Field(ge=0, le=SEED_MAX)
     format: AudioFormat
     loudness_target: float | None
+    checkpoint: ModelSelection | None = Field(
+        default=None, description="The selected checkpoint when the job was written (None: the model's own)."
+    )
 
     def normalised_weights(self) -> list[float]:
         total = sum(prompt.weight for prompt in self.prompts)

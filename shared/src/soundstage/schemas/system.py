@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from soundstage.schemas.magenta_model import ServingCheckpoint
+
 
 class ModelCapabilities(BaseModel):
     """What one loaded model can do, as the worker that loaded it reports it: the API validates requests
@@ -45,6 +47,10 @@ class WorkerInfo(BaseModel):
     )
     capabilities: list[ModelCapabilities] = Field(
         default_factory=list, description="What each loaded model can do (melody, channels, sources, segment, rate)."
+    )
+    serving: list[ServingCheckpoint] = Field(
+        default_factory=list,
+        description="Magenta: which checkpoint (finetune repository and step) each model serves, its steering assets.",
     )
     seen_at: datetime = Field(description="Last heartbeat (UTC).")
 

@@ -41,14 +41,15 @@ from soundstage.schemas.loop import (
     MagentaHealth,
     RequestId,
 )
+from soundstage.schemas.magenta_model import ModelSelection
 from soundstage.workers import list_workers
 from soundstage_api.auth import ApiKey, MayGenerate
 from soundstage_api.guarded_route import GuardedRoute
+from soundstage_api.magenta_checkpoint import centroid_weights, check_steering, model_and_checkpoint
 from soundstage_api.routes.compat_common import WAIT_RESPONSES, finished_or_pending
 from soundstage_api.routes.generate import (
     ERRORS,
     PreferHeader,
-    resolve_model,
     resolve_seed,
     submit,
     submit_with_audio,
@@ -117,7 +118,8 @@ async def generate_bars(request: Request, state: State, prefer: PreferHeader = N
             form.fields, LoopOptions, file_field=LOOP_PART, file_received=form.file_received
         )
         texts = _checked(options)
-        model = resolve_model(options.model, state.settings.magenta.served_models)
+        model, checkpoint = await run_in_threadpool(model_and_checkpoint, state, options.model)
+        steering = await run_in_threadpool(_steering, state, options, checkpoint)
         seed = resolve_seed(options.seed)
 
         def params(name: str, decoded: AudioInfo) -> dict[str, object]:
@@ -127,7 +129,7 @@ async def generate_bars(request: Request, state: State, prefer: PreferHeader = N
             rate = options.target_sample_rate or (
                 decoded.sample_rate if decoded.sample_rate in TARGET_SAMPLE_RATES else DEFAULT_RATE
             )
-            return _job_params(options, prompts, seed, rate, loop=name)
+            return _job_params(options, prompts, seed, rate, loop=name, checkpoint=checkpoint, steering=steering)
 
         created = await submit_with_audio(
             state,
@@ -164,11 +166,21 @@ async def generate_style(request: Request, state: State, prefer: PreferHeader = 
             )
         options = parse_form_parameters(form.fields, BarOptions, file_field=None, file_received=False)
     texts = _checked(options)
-    if not texts:
-        raise form_error("give at least one style in styles (comma-separated).", ["body", "styles"])
-    model = resolve_model(options.model, state.settings.magenta.served_models)
+    model, checkpoint = await run_in_threadpool(model_and_checkpoint, state, options.model)
+    steering = await run_in_threadpool(_steering, state, options, checkpoint)
+    if not texts and not (options.mean > 0 or any(steering)):
+        raise form_error(
+            "give at least one style in styles (comma-separated), or steer with mean or centroid_weights.",
+            ["body", "styles"],
+        )
     params = _job_params(
-        options, texts, resolve_seed(options.seed), options.target_sample_rate or DEFAULT_RATE, loop=None
+        options,
+        texts,
+        resolve_seed(options.seed),
+        options.target_sample_rate or DEFAULT_RATE,
+        loop=None,
+        checkpoint=checkpoint,
+        steering=steering,
     )
     created = await run_in_threadpool(
         submit, state, kind=JobKind.LOOP, task=TaskName.MAGENTA_LOOP, model=model, params=params
@@ -243,8 +255,21 @@ def _checked(options: BarOptions) -> list[StylePrompt]:
     )
 
 
+def _steering(state: AppState, options: BarOptions, checkpoint: ModelSelection | None) -> list[float]:
+    weights = centroid_weights(options.centroid_weights)
+    check_steering(state, checkpoint, options.mean, weights)
+    return weights
+
+
 def _job_params(
-    options: BarOptions, prompts: list[StylePrompt], seed: int, rate: int, *, loop: str | None
+    options: BarOptions,
+    prompts: list[StylePrompt],
+    seed: int,
+    rate: int,
+    *,
+    loop: str | None,
+    checkpoint: ModelSelection | None,
+    steering: list[float],
 ) -> dict[str, object]:
     params = LoopJobParams(
         loop=loop,
@@ -262,6 +287,9 @@ def _job_params(
         loudness_headroom_db=options.loudness_headroom_db,
         seed=seed,
         request_id=options.request_id,
+        mean=options.mean,
+        centroid_weights=steering,
+        checkpoint=checkpoint,
     )
     return params.model_dump(mode="json")
 

@@ -27,16 +27,17 @@ from soundstage.audio import AudioInfo
 from soundstage.pools import TaskName
 from soundstage.schemas import ErrorBody, JobKind, StyleJobParams, StyleOptions, StylePrompt
 from soundstage.schemas.jobs import JobCreated
+from soundstage.schemas.magenta_model import ModelSelection
 from soundstage.schemas.style import MAX_PROMPT_WEIGHT, MAX_STYLE_AUDIO_SECONDS, MAX_STYLE_PROMPTS, StyleText
 from soundstage_api.auth import ApiKey, MayGenerate
 from soundstage_api.guarded_route import GuardedRoute
+from soundstage_api.magenta_checkpoint import model_and_checkpoint
 from soundstage_api.routes.compat_common import WAIT_RESPONSES, finished_or_pending
 from soundstage_api.routes.files import file_response
 from soundstage_api.routes.generate import (
     ERRORS,
     AudioInput,
     PreferHeader,
-    resolve_model,
     resolve_seed,
     submit,
     submit_with_audio,
@@ -165,14 +166,14 @@ async def generate_audio(
         options = parse_form_parameters(
             form.fields, AudioStyleForm, file_field=AUDIO_PART, file_received=form.file_received
         )
-        model = resolve_model(options.model, state.settings.magenta.served_models)
+        model, checkpoint = await run_in_threadpool(model_and_checkpoint, state, options.model)
         seed = resolve_seed(options.seed)
 
         def params(name: str, _: AudioInfo) -> dict[str, object]:
             prompts = [StylePrompt(audio=name)]
             if options.prompt is not None:
                 prompts.append(StylePrompt(text=options.prompt))
-            return _job_params(options, prompts, seed)
+            return _job_params(options, prompts, seed, checkpoint)
 
         created = await submit_with_audio(
             state,
@@ -211,12 +212,12 @@ async def generate_blend(
         if not form.files:
             created = await _submit(state, options, texts)
         else:
-            model = resolve_model(options.model, state.settings.magenta.served_models)
+            model, checkpoint = await run_in_threadpool(model_and_checkpoint, state, options.model)
             seed = resolve_seed(options.seed)
 
             def params(names: list[str], _: list[AudioInfo]) -> dict[str, object]:
                 audios = [StylePrompt(audio=n, weight=w) for n, w in zip(names, audio_weights, strict=True)]
-                return _job_params(options, [*texts, *audios], seed)
+                return _job_params(options, [*texts, *audios], seed, checkpoint)
 
             created = await submit_with_audios(
                 state,
@@ -313,7 +314,9 @@ def _refuse_audio(form: ReceivedForm, message: str) -> None:
         raise form_error(message, ["body", AUDIO_PART])
 
 
-def _job_params(options: StyleOptions, prompts: list[StylePrompt], seed: int) -> dict[str, object]:
+def _job_params(
+    options: StyleOptions, prompts: list[StylePrompt], seed: int, checkpoint: ModelSelection | None
+) -> dict[str, object]:
     params = StyleJobParams(
         prompts=prompts,
         duration=options.duration,
@@ -323,19 +326,20 @@ def _job_params(options: StyleOptions, prompts: list[StylePrompt], seed: int) ->
         seed=seed,
         format=options.format,
         loudness_target=options.loudness_target,
+        checkpoint=checkpoint,
     )
     return params.model_dump(mode="json")
 
 
 async def _submit(state: AppState, options: StyleOptions, prompts: list[StylePrompt]) -> JobCreated:
-    model = resolve_model(options.model, state.settings.magenta.served_models)
+    model, checkpoint = await run_in_threadpool(model_and_checkpoint, state, options.model)
     return await run_in_threadpool(
         submit,
         state,
         kind=JobKind.STYLE,
         task=TaskName.MAGENTA_GENERATE,
         model=model,
-        params=_job_params(options, prompts, resolve_seed(options.seed)),
+        params=_job_params(options, prompts, resolve_seed(options.seed), checkpoint),
     )
 
 

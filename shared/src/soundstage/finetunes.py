@@ -1,0 +1,98 @@
+"""Finetune repositories of the Magenta pool: list the checkpoint steps one holds, fetch a file from it.
+
+A repository is a Hugging Face model repository (`owner/name`), or its mirror: a folder of the same name
+under MAGENTA_FINETUNES_DIR (for air-gapped deployments, and the tests), which is used whenever it exists.
+Read by the API (`/magenta/model/checkpoints`, resolving `latest` before a selection is published) and by
+the workers (fetching what they load). Only files named as a checkpoint or a steering asset are ever read.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from soundstage.errors import AppError, ErrorCode
+from soundstage.schemas.magenta_model import DEFAULT_REVISION
+
+CHECKPOINT_NAME = re.compile(r"^checkpoint_(\d{1,18})(\.tgz|\.tar\.gz|\.safetensors)?$")
+"""`checkpoint_<step>.tgz` (the research API's packaging), `.safetensors`, or a `checkpoint_<step>/` folder."""
+
+
+def local_mirror(repo: str, root: Path) -> Path | None:
+    """The repository's folder under MAGENTA_FINETUNES_DIR, when there is one."""
+    folder = (root / repo).resolve()
+    if not folder.is_relative_to(root.resolve()):  # repo ids are checked, this keeps it so
+        return None
+    return folder if folder.is_dir() else None
+
+
+def list_checkpoints(repo: str, revision: str | None, *, root: Path) -> dict[int, str]:
+    """Each step the repository holds and the file (or folder) holding it. AppError: 422
+    `checkpoint_repo_not_found` for a repository or revision that does not exist, 502
+    `checkpoint_repo_unavailable` when Hugging Face cannot be reached."""
+    mirror = local_mirror(repo, root)
+    if mirror is not None:
+        names = [entry.name for entry in mirror.iterdir()]
+    else:
+        names = _hub_files(repo, revision or DEFAULT_REVISION)
+    steps: dict[int, str] = {}
+    for name in sorted(names):
+        match = CHECKPOINT_NAME.match(name)
+        if match:
+            steps.setdefault(int(match.group(1)), name)
+    return dict(sorted(steps.items()))
+
+
+def fetch(repo: str, revision: str | None, filename: str, *, root: Path, cache_dir: Path) -> Path | None:
+    """The local path of ``filename`` at the repository's root (downloaded into ``cache_dir`` from Hugging
+    Face), or None when the repository has no such file. AppError as for ``list_checkpoints``."""
+    mirror = local_mirror(repo, root)
+    if mirror is not None:
+        path = mirror / filename
+        return path if path.exists() else None
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    try:
+        return Path(
+            huggingface_hub.hf_hub_download(
+                repo_id=repo, filename=filename, revision=revision or DEFAULT_REVISION, cache_dir=str(cache_dir)
+            )
+        )
+    except errors.EntryNotFoundError:
+        return None
+    except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as missing:
+        raise _not_found(repo, revision) from missing
+    except Exception as error:  # offline, refused, a gated repository without a token
+        raise _unavailable(repo, error) from error
+
+
+def _hub_files(repo: str, revision: str) -> list[str]:
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    try:
+        files = huggingface_hub.list_repo_files(repo, revision=revision)
+    except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as missing:
+        raise _not_found(repo, revision) from missing
+    except Exception as error:
+        raise _unavailable(repo, error) from error
+    return [name for name in files if "/" not in name]  # the root's files, as the research API packages them
+
+
+def _not_found(repo: str, revision: str | None) -> AppError:
+    return AppError(
+        ErrorCode.CHECKPOINT_REPO_NOT_FOUND,
+        f"No finetune repository {repo!r} at revision {revision or DEFAULT_REVISION!r} (on Hugging Face, or "
+        "mirrored under MAGENTA_FINETUNES_DIR).",
+        status_code=422,
+    )
+
+
+def _unavailable(repo: str, error: Exception) -> AppError:
+    return AppError(
+        ErrorCode.CHECKPOINT_REPO_UNAVAILABLE,
+        f"Hugging Face could not be asked about {repo!r} ({type(error).__name__}). Mirror the repository under "
+        "MAGENTA_FINETUNES_DIR where the server is offline, or set HF_TOKEN for a gated one.",
+        status_code=502,
+    )
