@@ -4,6 +4,7 @@ worker's fetching of checkpoints and steering assets: names, steps, archives and
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -71,7 +72,6 @@ def test_the_fetcher_finds_the_safetensors_of_every_packaging(tmp_path: Path, re
 @pytest.mark.parametrize(
     "members",
     [
-        {"../escape.safetensors": b"x"},  # outside the extraction folder: tarfile's data filter refuses it
         {"checkpoint_9/a.zarray": b"{}"},  # an MRT 1 orbax checkpoint: no safetensors
         {"checkpoint_9/a.safetensors": b"1", "checkpoint_9/b.safetensors": b"2"},
     ],
@@ -83,7 +83,61 @@ def test_archives_that_are_not_one_checkpoint_are_refused(
     with pytest.raises(AppError) as refused:
         FinetuneFetcher(_settings(tmp_path)).checkpoint(ModelSelection(size="random:tiny", repo="me/tuned", step=9))
     assert refused.value.code == "checkpoint_invalid"
-    assert not (tmp_path / "escape.safetensors").exists() and not (tmp_path / "cache" / "escape.safetensors").exists()
+
+
+def test_an_archive_member_outside_its_folder_is_never_written(tmp_path: Path, repo: Path) -> None:
+    _tgz(repo / "checkpoint_9.tgz", {"checkpoint_9/ok.safetensors": b"1", "../../escape.safetensors": b"x"})
+    with pytest.raises(AppError) as refused:
+        FinetuneFetcher(_settings(tmp_path)).checkpoint(ModelSelection(size="random:tiny", repo="me/tuned", step=9))
+    assert refused.value.code == "checkpoint_invalid"
+    assert isinstance(refused.value.__cause__, tarfile.OutsideDestinationError)
+    assert not list(tmp_path.rglob("escape.safetensors"))
+    assert not list((tmp_path / "cache").rglob("ok.safetensors"))  # nothing of the archive is kept
+
+
+def test_workers_unpacking_the_same_archive_at_once_share_the_first_folder(
+    tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from soundstage_magenta import finetune
+
+    real_replace = os.replace
+
+    def another_worker_won(source: str, target: str) -> None:
+        real_replace(source, target)  # the other worker's folder lands first ...
+        raise OSError(39, "Directory not empty")  # ... and ours then finds it there
+
+    monkeypatch.setattr(finetune.os, "replace", another_worker_won)
+    checkpoint = FinetuneFetcher(_settings(tmp_path)).checkpoint(
+        ModelSelection(size="random:tiny", repo="me/tuned", step=20)
+    )
+    assert checkpoint.path.read_bytes() == b"weights-20"
+
+
+def test_a_mirror_holds_main_only_and_revisions_cannot_climb(tmp_path: Path, repo: Path) -> None:
+    with pytest.raises(AppError) as other:
+        finetunes.list_checkpoints("me/tuned", "dev", root=tmp_path / "ft")
+    assert other.value.code == "checkpoint_repo_not_found"
+    for revision in ("main/../../../tmp", "a//b", "/abs", "../x"):
+        with pytest.raises(ValidationError):
+            ModelSelectRequest.model_validate({"repo_id": "me/tuned", "revision": revision})
+    for repo_id in ("me--x/tuned", "me/tu..ned", "a/b/c"):
+        with pytest.raises(ValidationError):
+            ModelSelectRequest.model_validate({"repo_id": repo_id})
+
+
+def test_hugging_face_offline_is_unavailable_not_a_missing_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    def offline(**_: object) -> str:
+        raise errors.LocalEntryNotFoundError("offline and not in the cache")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(AppError) as refused:
+        finetunes.fetch("someone/remote", None, "mean_style_embed.npy", root=tmp_path / "ft", cache_dir=tmp_path)
+    assert refused.value.code == "checkpoint_repo_unavailable" and refused.value.status_code == 502
 
 
 def test_a_corrupt_archive_is_refused(tmp_path: Path, repo: Path) -> None:
@@ -109,6 +163,11 @@ def test_steering_assets_are_loaded_and_checked(tmp_path: Path, repo: Path) -> N
     np.save(repo / "cluster_centroids.npy", np.array([object()], dtype=object), allow_pickle=True)
     with pytest.raises(AppError):
         fetcher.assets("me/tuned", None)  # pickles are never loaded
+    with open(repo / "cluster_centroids.npy", "wb") as npz:
+        np.savez(npz, centroids=np.ones((2, 768), np.float32))
+    with pytest.raises(AppError) as archive:
+        fetcher.assets("me/tuned", None)
+    assert archive.value.code == "checkpoint_invalid"
 
 
 def test_the_boot_selection_follows_the_research_apis_variables(tmp_path: Path) -> None:
@@ -125,6 +184,8 @@ def test_the_boot_selection_follows_the_research_apis_variables(tmp_path: Path) 
         _settings(tmp_path, mrt_ckpt_repo="me/tuned", mrt_ckpt_step="soon")
     with pytest.raises(ValidationError):
         _settings(tmp_path, mrt_ckpt_repo="not a repo")
+    with pytest.raises(ValidationError):
+        _settings(tmp_path, model="mrt2_small", mrt_size="large")  # the seed's MRT 1 size: not served here
 
 
 @pytest.mark.parametrize(

@@ -26,11 +26,24 @@ def local_mirror(repo: str, root: Path) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def _mirror_at(repo: str, revision: str | None, root: Path) -> Path | None:
+    """The repository's mirror, when there is one; a mirror holds one revision, `main`."""
+    mirror = local_mirror(repo, root)
+    if mirror is not None and (revision or DEFAULT_REVISION) != DEFAULT_REVISION:
+        raise AppError(
+            ErrorCode.CHECKPOINT_REPO_NOT_FOUND,
+            f"{repo!r} is mirrored under MAGENTA_FINETUNES_DIR, which holds its {DEFAULT_REVISION!r} revision "
+            f"only, not {revision!r}.",
+            status_code=422,
+        )
+    return mirror
+
+
 def list_checkpoints(repo: str, revision: str | None, *, root: Path) -> dict[int, str]:
-    """Each step the repository holds and the file (or folder) holding it. AppError: 422
+    """Each step the repository holds and the file (or folder, in a mirror) holding it. AppError: 422
     `checkpoint_repo_not_found` for a repository or revision that does not exist, 502
     `checkpoint_repo_unavailable` when Hugging Face cannot be reached."""
-    mirror = local_mirror(repo, root)
+    mirror = _mirror_at(repo, revision, root)
     if mirror is not None:
         names = [entry.name for entry in mirror.iterdir()]
     else:
@@ -46,36 +59,46 @@ def list_checkpoints(repo: str, revision: str | None, *, root: Path) -> dict[int
 def fetch(repo: str, revision: str | None, filename: str, *, root: Path, cache_dir: Path) -> Path | None:
     """The local path of ``filename`` at the repository's root (downloaded into ``cache_dir`` from Hugging
     Face), or None when the repository has no such file. AppError as for ``list_checkpoints``."""
-    mirror = local_mirror(repo, root)
+    mirror = _mirror_at(repo, revision, root)
     if mirror is not None:
         path = mirror / filename
         return path if path.exists() else None
-    import huggingface_hub
-    from huggingface_hub import errors
-
     try:
-        return Path(
-            huggingface_hub.hf_hub_download(
-                repo_id=repo, filename=filename, revision=revision or DEFAULT_REVISION, cache_dir=str(cache_dir)
+        import huggingface_hub
+        from huggingface_hub import errors
+
+        try:
+            return Path(
+                huggingface_hub.hf_hub_download(
+                    repo_id=repo, filename=filename, revision=revision or DEFAULT_REVISION, cache_dir=str(cache_dir)
+                )
             )
-        )
-    except errors.EntryNotFoundError:
-        return None
-    except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as missing:
-        raise _not_found(repo, revision) from missing
-    except Exception as error:  # offline, refused, a gated repository without a token
+        except errors.RemoteEntryNotFoundError:  # the repository has no such file (offline is another error)
+            return None
+        except errors.GatedRepoError as gated:
+            raise _unavailable(repo, gated) from gated
+        except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as missing:
+            raise _not_found(repo, revision) from missing
+    except AppError:
+        raise
+    except Exception as error:  # offline, refused, no huggingface_hub installed
         raise _unavailable(repo, error) from error
 
 
 def _hub_files(repo: str, revision: str) -> list[str]:
-    import huggingface_hub
-    from huggingface_hub import errors
-
     try:
-        files = huggingface_hub.list_repo_files(repo, revision=revision)
-    except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as missing:
-        raise _not_found(repo, revision) from missing
-    except Exception as error:
+        import huggingface_hub
+        from huggingface_hub import errors
+
+        try:
+            files = huggingface_hub.list_repo_files(repo, revision=revision)
+        except errors.GatedRepoError as gated:
+            raise _unavailable(repo, gated) from gated
+        except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as missing:
+            raise _not_found(repo, revision) from missing
+    except AppError:
+        raise
+    except Exception as error:  # offline, refused, no huggingface_hub installed
         raise _unavailable(repo, error) from error
     return [name for name in files if "/" not in name]  # the root's files, as the research API packages them
 
@@ -93,6 +116,6 @@ def _unavailable(repo: str, error: Exception) -> AppError:
     return AppError(
         ErrorCode.CHECKPOINT_REPO_UNAVAILABLE,
         f"Hugging Face could not be asked about {repo!r} ({type(error).__name__}). Mirror the repository under "
-        "MAGENTA_FINETUNES_DIR where the server is offline, or set HF_TOKEN for a gated one.",
+        "MAGENTA_FINETUNES_DIR where the server is offline, or set HF_TOKEN for a private or gated one.",
         status_code=502,
     )

@@ -6,20 +6,16 @@ as it sees it, before a job asks). Without a selection in Redis, the boot defaul
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from soundstage.db.models import utcnow
-from soundstage.schemas.magenta_model import SIZE_ALIASES, STEP_LATEST, STEP_NONE, ModelSelection, parse_step
+from soundstage.schemas.magenta_model import STEP_LATEST, STEP_NONE, ModelSelection, canonical_size, parse_step
 from soundstage.settings import Settings
 
 KEY = "soundstage:magenta:selection"
 VERSION_KEY = "soundstage:magenta:selection:version"
-
-
-def canonical_size(size: str) -> str:
-    """A size as the pool names it (`small` -> `mrt2_small`)."""
-    return SIZE_ALIASES.get(size.strip(), size.strip())
 
 
 def finetunes_root(settings: Settings) -> Path:
@@ -51,9 +47,43 @@ def current(redis: Any, settings: Settings) -> ModelSelection:
     return ModelSelection.model_validate(json.loads(raw))
 
 
-def publish(redis: Any, selection: ModelSelection) -> ModelSelection:
-    """Make ``selection`` the one in force, with the next version; returns it as published."""
-    version = int(redis.incr(VERSION_KEY))
-    published = selection.model_copy(update={"version": version, "selected_at": utcnow()})
-    redis.set(KEY, published.model_dump_json())
-    return published
+def publish(redis: Any, selection: ModelSelection, *, replacing: int | None = None) -> ModelSelection | None:
+    """Make ``selection`` the one in force with the next version; returns it as published. ``replacing``: only
+    while the selection in force still has that version (a rollback must not undo a selection made
+    meanwhile), else nothing is written and None returned."""
+
+    def may(raw: bytes | None) -> bool:
+        return replacing is None or (
+            raw is not None and ModelSelection.model_validate(json.loads(raw)).version == replacing
+        )
+
+    return _publish_if(redis, selection, may)
+
+
+def publish_boot(redis: Any, selection: ModelSelection) -> ModelSelection | None:
+    """Publish the boot selection (its `latest` resolved) unless a selection is in force already, so that the
+    API and every worker agree on it whatever environment each was started with."""
+    return _publish_if(redis, selection, lambda raw: raw is None)
+
+
+def _publish_if(redis: Any, selection: ModelSelection, may: Callable[[bytes | None], bool]) -> ModelSelection | None:
+    """Write ``selection`` with the next version, version and selection together (a transaction watching
+    both), if ``may`` accepts the selection in force; None when it does not."""
+    from redis.exceptions import WatchError
+
+    with redis.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(KEY, VERSION_KEY)
+                if not may(pipe.get(KEY)):
+                    pipe.unwatch()
+                    return None
+                version = int(pipe.get(VERSION_KEY) or 0) + 1
+                published = selection.model_copy(update={"version": version, "selected_at": utcnow()})
+                pipe.multi()
+                pipe.set(VERSION_KEY, version)
+                pipe.set(KEY, published.model_dump_json())
+                pipe.execute()
+                return published
+            except WatchError:  # another selection came in between: read again
+                continue

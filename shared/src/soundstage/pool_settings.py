@@ -7,14 +7,13 @@ one :class:`~soundstage.settings.Settings` object of a process is built. The poo
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from soundstage.schemas.magenta_model import REPO_ID_PATTERN, parse_step
+from soundstage.schemas.magenta_model import canonical_size, check_repo_id, parse_step
 
 
 def split_commas(value: object) -> object:
@@ -167,12 +166,18 @@ class MagentaSettings(ModelPoolSettings):
         parse_step(value)  # digits, `latest` or `none`: a typo must stop the worker, not serve another step
         return value
 
+    @model_validator(mode="after")
+    def _served_boot_size(self) -> MagentaSettings:
+        if self.boot_size and canonical_size(self.boot_size) not in self.served_models:
+            raise ValueError(
+                f"MRT_SIZE={self.boot_size!r} is not a model this pool serves ({', '.join(self.served_models)})"
+            )
+        return self
+
     @field_validator("boot_repo", "boot_assets_repo")
     @classmethod
     def _repo_id(cls, value: str | None) -> str | None:
-        if value and not re.match(REPO_ID_PATTERN, value):
-            raise ValueError("must be a repository id: owner/name")
-        return value or None
+        return check_repo_id(value) if value else None
 
 
 class PipelineSettings(PoolSettings):

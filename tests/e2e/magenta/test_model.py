@@ -63,7 +63,8 @@ def finetune_repo(stack: Stack, model_cache_dir: Path, tmp_path_factory: pytest.
     _archive(broken_dir, 5, {"params/nothing/kernel": np.zeros((2, 2), np.float32)}, work / "broken")
     yield REPO
     with httpx.Client(base_url=stack.url, timeout=180) as client:
-        client.post("/magenta/model/select", json={"size": SIZE, "step": "none", "prewarm": True})
+        back = client.post("/magenta/model/select", json={"size": SIZE, "step": "none", "prewarm": True})
+        assert back.status_code == 200 and back.json()["prewarmed"] is True, back.text
 
 
 def _config(client: httpx.Client) -> dict[str, Any]:
@@ -180,6 +181,37 @@ def test_a_selected_finetune_is_served_by_the_worker_and_steers_with_its_assets(
 
     latest = client.post("/magenta/model/select", json={"repo_id": finetune_repo, "prewarm": True}).json()
     assert latest["target_step"] == STEPS[-1] and latest["workers"][0]["serving"][0]["step"] == STEPS[-1]
+
+
+def test_assets_are_kept_or_taken_apart_from_the_weights(client: httpx.Client, finetune_repo: str) -> None:
+    plain = client.post("/magenta/model/select", json={"size": SIZE, "step": "none", "prewarm": True}).json()
+    assert plain["assets_repo"] is None
+    kept = client.post(
+        "/magenta/model/select",
+        json={"repo_id": finetune_repo, "step": 1000, "sync_assets": False, "prewarm": True},
+    )
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["target_step"] == 1000 and kept.json()["assets_repo"] is None  # none were loaded: none kept
+    refused = client.post("/magenta/generate_style", data={"bpm": "120", "styles": "x", "mean": "1"})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "steering_unavailable"
+
+    # The model's own weights, steered by the repository's assets.
+    own = client.post("/magenta/model/select", json={"repo_id": finetune_repo, "step": "none", "prewarm": True})
+    assert own.status_code == 200, own.text
+    assert own.json()["target_repo"] is None and own.json()["assets_repo"] == finetune_repo
+    [serving] = own.json()["workers"][0]["serving"]
+    assert serving["repo"] is None and serving["mean_loaded"] and serving["centroid_count"] == CENTROIDS
+    _, job = _bars(client, mean="1")
+    assert job["result"]["checkpoint"] is None and job["params"]["mean"] == 1.0
+
+    before = _config(client)["version"]
+    unreachable = client.post(
+        "/magenta/model/select", json={"repo_id": finetune_repo, "assets_repo_id": "someone/not-mirrored"}
+    )
+    assert unreachable.status_code == 502 and unreachable.json()["error"]["code"] == "checkpoint_repo_unavailable"
+    other_revision = client.post("/magenta/model/select", json={"repo_id": finetune_repo, "revision": "dev"})
+    assert other_revision.json()["error"]["code"] == "checkpoint_repo_not_found"
+    assert _config(client)["version"] == before
 
 
 def test_a_checkpoint_no_worker_can_load_is_rolled_back(client: httpx.Client, finetune_repo: str) -> None:

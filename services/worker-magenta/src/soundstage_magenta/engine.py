@@ -1,19 +1,17 @@
 """The Magenta engine of a worker: one Magenta RT 2 model, loaded (and compiled) once, shared by its jobs,
-and the finetune checkpoint and steering assets it serves now (swapped without compiling again)."""
+with the finetune weights and steering assets they ask for (``weights.ModelWeights``)."""
 
 from __future__ import annotations
 
-import dataclasses
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from soundstage.errors import AppError
 from soundstage.schemas import ModelCapabilities
-from soundstage.schemas.magenta_model import DEFAULT_REVISION, ModelSelection, ServingCheckpoint
-from soundstage_magenta.finetune import NO_ASSETS, FinetuneFetcher, SteeringAssets
+from soundstage.schemas.magenta_model import ModelSelection, ServingCheckpoint
+from soundstage_magenta.finetune import FinetuneFetcher, SteeringAssets
 from soundstage_magenta.system import CHANNELS, SAMPLE_RATE, MagentaSystem
+from soundstage_magenta.weights import ModelWeights, Serving
 
 
 @dataclass(frozen=True)
@@ -24,26 +22,6 @@ class MagentaInfo:
     device: str  # JAX's backend: `cpu`, `gpu` or `tpu`
     gpu_available: bool
     random_weights: bool
-
-
-KEPT_FINETUNES = 2
-"""Finetunes' weights kept loaded per model (the newest and the one before)."""
-
-
-@dataclass(frozen=True)
-class Serving:
-    """The weights a model serves now: its own (no repository), or a finetune's at a step."""
-
-    selection: ModelSelection | None
-    system: MagentaSystem
-    step: int | None = None
-    path: Path | None = None
-
-    def checkpoint(self) -> dict[str, object] | None:
-        """What a job's result says of the weights (None: the model's own)."""
-        if self.selection is None or self.selection.repo is None:
-            return None
-        return {"repo": self.selection.repo, "revision": self.selection.revision, "step": self.step}
 
 
 class MagentaEngine:
@@ -58,21 +36,16 @@ class MagentaEngine:
         self.model_ref = model_ref
         self._cache_dir = cache_dir
         self._magenta_home = magenta_home
-        self._fetcher = fetcher
         self._lock = threading.Lock()
-        self._switch_lock = threading.Lock()  # one checkpoint or asset load at a time
         self._system: MagentaSystem | None = None
         self._info: MagentaInfo | None = None
-        self._serving: Serving | None = None
-        self._serving_version = 0
-        self._finetunes: OrderedDict[tuple[str, str, object], Serving] = OrderedDict()
-        self._assets: tuple[tuple[str | None, str], SteeringAssets] = ((None, DEFAULT_REVISION), NO_ASSETS)
-        self._error: tuple[str, int] | None = None  # why a selection (its version) could not be served
-        self._switching = False
+        self.weights = ModelWeights(model_ref, fetcher)
 
     @property
     def loaded(self) -> bool:
-        return self._system is not None
+        """Loaded, compiled and serving a selection (the boot one included), or saying why it cannot: only
+        then does the heartbeat call the worker ready."""
+        return self._system is not None and self.weights.reported
 
     def load(self) -> MagentaSystem:
         """Load and compile the model once (thread-safe); later calls return it at once. Raises
@@ -96,89 +69,19 @@ class MagentaEngine:
     def system(self) -> MagentaSystem:
         return self.load()
 
-    def system_for(self, selection: ModelSelection | None) -> MagentaSystem:
-        return self.serve(selection).system
-
     def serve(self, selection: ModelSelection | None) -> Serving:
-        """The system with the weights ``selection`` names: a finetune's checkpoint of this model, fetched and
-        loaded the first time (the compiled steps are reused; the last KEPT_FINETUNES stay loaded, so that a
-        job of an older selection still queued does not unload the newest), or the model's own weights. The
-        newest selection asked for is what the engine reports serving. AppError for a checkpoint that cannot
-        be served (the job fails with its code)."""
-        base = self.load()
-        wanted = selection if selection is not None and selection.size == self.model_ref else None
-        with self._switch_lock:
-            key = _weights_key(wanted)
-            if key is None:
-                serving = Serving(selection=wanted, system=base)
-            elif key in self._finetunes:
-                self._finetunes.move_to_end(key)
-                serving = dataclasses.replace(self._finetunes[key], selection=wanted)
-            else:
-                serving = self._load_finetune(base, wanted)
-                self._finetunes[key] = serving
-                while len(self._finetunes) > KEPT_FINETUNES:
-                    self._finetunes.popitem(last=False)
-            version = wanted.version if wanted is not None else 0
-            if self._serving is None or version >= self._serving_version:
-                self._serving, self._serving_version = serving, version
-                self._error = None
-            return serving
-
-    def _load_finetune(self, base: MagentaSystem, wanted: ModelSelection | None) -> Serving:
-        if self._fetcher is None or wanted is None:
-            raise RuntimeError("this engine was built without a finetune fetcher")
-        self._switching = True
-        try:
-            checkpoint = self._fetcher.checkpoint(wanted)
-            system = base.with_weights(checkpoint.path)
-        except AppError as error:
-            self._error = (error.message, wanted.version)
-            raise
-        finally:
-            self._switching = False
-        return Serving(selection=wanted, system=system, step=checkpoint.step, path=checkpoint.path)
+        """The weights a job written under ``selection`` runs on (``ModelWeights.serve``)."""
+        return self.weights.serve(self.load(), selection)
 
     def assets_for(self, selection: ModelSelection | None) -> SteeringAssets:
-        """The steering assets ``selection`` names (fetched the first time; none without an assets repo)."""
-        repo = selection.assets_repo if selection is not None else None
-        revision = selection.revision if selection is not None and repo == selection.repo else DEFAULT_REVISION
-        with self._switch_lock:
-            if self._assets[0] == (repo, revision):
-                return self._assets[1]
-            if self._fetcher is None:
-                return NO_ASSETS
-            try:
-                assets = self._fetcher.assets(repo, revision)
-            except AppError as error:
-                self._error = (error.message, selection.version if selection is not None else 0)
-                raise
-            self._assets = ((repo, revision), assets)
-            return assets
+        return self.weights.assets(selection)
+
+    def follow(self, selection: ModelSelection) -> None:
+        """Serve the selection in force and report it (the follower's call)."""
+        self.weights.follow(self.load(), selection)
 
     def serving(self) -> ServingCheckpoint:
-        """What it serves now, for the heartbeat."""
-        serving, assets = self._serving, self._assets[1]
-        selection = serving.selection if serving is not None else None
-        return ServingCheckpoint(
-            size=self.model_ref,
-            repo=selection.repo if selection is not None else None,
-            revision=selection.revision if selection is not None and selection.repo else None,
-            step=serving.step if serving is not None else None,
-            version=selection.version if selection is not None else 0,
-            local_checkpoint_dir=str(serving.path.parent) if serving is not None and serving.path else None,
-            assets_repo=assets.repo,
-            mean_loaded=assets.mean is not None,
-            centroids_loaded=assets.centroids is not None,
-            centroid_count=assets.centroid_count,
-            switching=self._switching,
-            error=self._error[0] if self._error is not None else None,
-            failed_version=self._error[1] if self._error is not None else None,
-        )
-
-    def note_error(self, message: str, version: int) -> None:
-        """Why selection ``version`` could not be served."""
-        self._error = (message, version)
+        return self.weights.describe()
 
     @property
     def info(self) -> MagentaInfo:
@@ -191,10 +94,3 @@ class MagentaEngine:
         return ModelCapabilities(
             model=self.model_ref, sample_rate=SAMPLE_RATE, channels=CHANNELS, random_weights=self.info.random_weights
         )
-
-
-def _weights_key(selection: ModelSelection | None) -> tuple[str, str, object] | None:
-    """What identifies a finetune's weights (None: the model's own)."""
-    if selection is None or selection.repo is None:
-        return None
-    return (selection.repo, selection.revision, selection.step)

@@ -8,6 +8,7 @@ are plain `.npy` arrays, read without pickles and checked against MusicCoCa's em
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tarfile
@@ -23,7 +24,6 @@ from soundstage.errors import AppError, ErrorCode
 from soundstage.magenta_selection import finetunes_root
 from soundstage.schemas.magenta_model import (
     CENTROIDS_ASSET,
-    DEFAULT_REVISION,
     MAX_CENTROIDS,
     MEAN_ASSET,
     STEP_LATEST,
@@ -92,7 +92,7 @@ class FinetuneFetcher:
             raise AppError(ErrorCode.UNKNOWN_CHECKPOINT_STEP, f"{repo!r} lost {name} meanwhile.", status_code=422)
         if source.is_file() and name.endswith(".safetensors"):
             return Checkpoint(step=step, path=source)
-        folder = source if source.is_dir() else self._extracted(source, repo, revision, step)
+        folder = source if source.is_dir() else self._extracted(source, repo, step)
         found = sorted(folder.rglob("*.safetensors"))
         if len(found) != 1:
             raise AppError(
@@ -119,8 +119,14 @@ class FinetuneFetcher:
             raise _bad_asset(repo, CENTROIDS_ASSET, f"at most {MAX_CENTROIDS} centroids, not {centroids.shape[0]}")
         return SteeringAssets(repo=repo, mean=None if mean is None else mean[0], centroids=centroids)
 
-    def _extracted(self, archive: Path, repo: str, revision: str, step: int) -> Path:
-        target = self._cache / repo.replace("/", "--") / (revision or DEFAULT_REVISION) / f"checkpoint_{step}"
+    def _extracted(self, archive: Path, repo: str, step: int) -> Path:
+        """The archive unpacked once into the cache, in a folder named by the archive's own path (a download's
+        path names the repository's commit, so an updated repository is unpacked afresh). Workers sharing
+        the cache may unpack it at the same time: the first to finish wins, the others use its folder."""
+        digest = hashlib.sha256(str(archive.resolve()).encode()).hexdigest()[:16]
+        target = self._cache / "unpacked" / f"{repo.replace('/', '__')}-{step}-{digest}"
+        if not target.resolve().is_relative_to(self._cache.resolve()):  # repo ids are checked; this keeps it so
+            raise AppError(ErrorCode.CHECKPOINT_INVALID, f"{repo!r} cannot be unpacked here.", status_code=422)
         if target.is_dir():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +141,11 @@ class FinetuneFetcher:
                     f"{archive.name} of {repo!r} is not a readable .tgz archive ({type(error).__name__}).",
                     status_code=422,
                 ) from error
-            os.replace(partial, target)
+            try:
+                os.replace(partial, target)
+            except OSError:
+                if not target.is_dir():  # not another worker's finished folder: a real failure
+                    raise
         finally:
             shutil.rmtree(partial, ignore_errors=True)
         return target
@@ -146,6 +156,8 @@ def _vectors(path: Path, repo: str) -> Vectors:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
         raise _bad_asset(repo, path.name, f"a readable .npy array ({type(error).__name__})") from error
+    if not isinstance(array, np.ndarray):  # an .npz archive under the .npy name
+        raise _bad_asset(repo, path.name, "one .npy array, not an .npz archive")
     if array.dtype.kind != "f" or array.ndim not in (1, 2) or array.shape[-1] != EMBEDDING_DIM or array.size == 0:
         raise _bad_asset(repo, path.name, f"float embeddings of {EMBEDDING_DIM}, not {array.dtype} {array.shape}")
     if not np.isfinite(array).all():

@@ -2,78 +2,109 @@
 FOLLOW_SECONDS and, when it changed, loads its checkpoint and steering assets before any job asks for them,
 then beats the heartbeat at once so that `/health` (and a `prewarm` selection waiting on it) sees the worker
 serve it. A selection that cannot be served is reported on the heartbeat; jobs that name it fail with its
-code, and the next selection is tried afresh."""
+code, and it is tried afresh for a newer selection (after RETRY_SECONDS when Hugging Face did not answer)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from soundstage import magenta_selection
-from soundstage.errors import AppError
+from soundstage.errors import AppError, ErrorCode
+from soundstage.schemas.magenta_model import STEP_LATEST
 from soundstage.settings import Settings
 from soundstage_magenta.engine import MagentaEngine
+from soundstage_magenta.finetune import FinetuneFetcher
 
 FOLLOW_SECONDS = 1.0
+RETRY_SECONDS = 30.0
+"""A selection whose repository Hugging Face did not answer for is tried again after this long."""
 logger = logging.getLogger(__name__)
 
 
 class SelectionFollower:
     def __init__(
-        self, redis: Any, settings: Settings, engines: Mapping[str, MagentaEngine], beat: Callable[[], None]
+        self,
+        redis: Any,
+        settings: Settings,
+        engines: Mapping[str, MagentaEngine],
+        beat: Callable[[], None],
+        fetcher: FinetuneFetcher,
     ) -> None:
         self._redis = redis
         self._settings = settings
         self._engines = engines
         self._beat = beat
+        self._fetcher = fetcher
         self._seen: tuple[int, str] | None = None
+        self._retry_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Publish the boot selection where none is in force, load the selection in force now (served before
+        the worker says it is ready), then follow it in a thread."""
         if self._thread is None:
+            self.publish_boot()
+            self.follow_once()
             self._thread = threading.Thread(target=self._run, name="soundstage-magenta-follow", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
 
+    def publish_boot(self) -> None:
+        """MRT_CKPT_REPO's selection, its `latest` resolved here once, for the API and every worker (the first
+        worker to start publishes it; a selection made through the API is never replaced)."""
+        boot = magenta_selection.boot_selection(self._settings)
+        if boot.repo is None and boot.assets_repo is None:
+            return  # the plain default: every process computes the same
+        try:
+            if boot.step == STEP_LATEST:
+                boot = boot.model_copy(update={"step": self._fetcher.checkpoint(boot).step})
+            magenta_selection.publish_boot(self._redis, boot)
+        except AppError as error:  # followed as it is: its jobs and the heartbeat say why it cannot be served
+            logger.error("the boot selection (MRT_CKPT_REPO) could not be resolved: %s", error.message)
+        except Exception:  # Redis away: each worker resolves `latest` itself meanwhile
+            logger.warning("could not publish the boot selection", exc_info=True)
+
     def follow_once(self) -> None:
-        """Load the selection in force, if it is new to this worker."""
+        """Load the selection in force, if it is new to this worker (or failed for a reason that may pass)."""
         try:
             selection = magenta_selection.current(self._redis, self._settings)
         except Exception:  # Redis away for a moment, or a selection written by a newer version
             logger.warning("could not read the selected Magenta checkpoint", exc_info=True)
             return
         seen = (selection.version, selection.size)
-        if seen == self._seen:
+        if seen == self._seen and (self._retry_at == 0.0 or time.monotonic() < self._retry_at):
             return
-        self._seen = seen
-        engine = self._engines.get(selection.size)
-        if engine is None:
+        self._seen, self._retry_at = seen, 0.0
+        if selection.size not in self._engines:
             logger.warning("the selected Magenta model %s is not served by this worker", selection.size)
-            return
-        try:
-            engine.system_for(selection)
-            engine.assets_for(selection)
-            logger.info(
-                "serving %s from %s step %s (selection %d)",
-                selection.size,
-                selection.repo or "its own weights",
-                selection.step,
-                selection.version,
-            )
-        except AppError as error:
-            logger.error("the selected Magenta checkpoint cannot be served: %s", error.message)
-        except Exception as error:  # the engine's model failed to load: its jobs say why
-            engine.note_error(f"{type(error).__name__} while loading the selection", selection.version)
-            logger.exception("the selected Magenta checkpoint could not be loaded")
+        for ref, engine in self._engines.items():
+            try:
+                engine.follow(selection)  # another model than the selected one: its own weights
+                if ref == selection.size:
+                    logger.info(
+                        "serving %s from %s step %s (selection %d)",
+                        ref,
+                        selection.repo or "its own weights",
+                        selection.step,
+                        selection.version,
+                    )
+            except AppError as error:
+                engine.weights.note_error(error.message, selection.version)
+                logger.error("the selected Magenta checkpoint cannot be served: %s", error.message)
+                if error.code == ErrorCode.CHECKPOINT_REPO_UNAVAILABLE:
+                    self._retry_at = time.monotonic() + RETRY_SECONDS  # Hugging Face may answer again
+            except Exception as error:  # the engine's model failed to load: its jobs say why
+                engine.weights.note_error(f"{type(error).__name__} while loading the selection", selection.version)
+                logger.exception("the selected Magenta checkpoint could not be loaded")
         self._beat()
 
     def _run(self) -> None:
-        delay = 0.0  # the boot selection at once, then every FOLLOW_SECONDS
-        while not self._stop.wait(delay):
+        while not self._stop.wait(FOLLOW_SECONDS):
             self.follow_once()
-            delay = FOLLOW_SECONDS

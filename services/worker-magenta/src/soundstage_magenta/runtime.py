@@ -32,7 +32,7 @@ def build_runtime(settings: Settings) -> PoolRuntime[MagentaEngine]:
         if runtime.heartbeat is not None:
             runtime.heartbeat.beat()
 
-    runtime.after_load = SelectionFollower(services.redis, settings, engines, beat).start
+    runtime.after_load = SelectionFollower(services.redis, settings, engines, beat, fetcher).start
     return runtime
 
 

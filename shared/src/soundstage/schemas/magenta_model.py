@@ -10,15 +10,35 @@ repository, revision and step (none: the size's own weights), and where the stee
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 REPO_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$"
-RepoId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=REPO_ID_PATTERN)]
+REVISION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$"
+
+
+def check_repo_id(value: str) -> str:
+    """`owner/name` as Hugging Face allows it (no `--` or `..`): also the path of its mirror. ValueError else."""
+    if not re.match(REPO_ID_PATTERN, value) or "--" in value or ".." in value:
+        raise ValueError("must be a repository id: owner/name (letters, digits, '.', '_', '-'; no '--' or '..')")
+    return value
+
+
+def _check_revision(value: str) -> str:
+    """A branch, tag or commit: `/`-separated segments, none of them `..`."""
+    if ".." in value:
+        raise ValueError("a revision has no '..'")
+    return value
+
+
+RepoId = Annotated[str, StringConstraints(strip_whitespace=True, max_length=193), AfterValidator(check_repo_id)]
 Revision = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][\w./-]*$")
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=REVISION_PATTERN),
+    AfterValidator(_check_revision),
 ]
 DEFAULT_REVISION = "main"
 MEAN_ASSET = "mean_style_embed.npy"
@@ -29,6 +49,11 @@ STEP_NONE: Literal["none"] = "none"
 STEP_LATEST: Literal["latest"] = "latest"
 SIZE_ALIASES = {"small": "mrt2_small", "base": "mrt2_base"}
 """Short names of the published sizes, as the research API's clients send them."""
+
+
+def canonical_size(size: str) -> str:
+    """A size as the pool names it (`small` -> `mrt2_small`)."""
+    return SIZE_ALIASES.get(size.strip(), size.strip())
 
 
 def parse_step(value: object) -> int | Literal["none", "latest"] | None:
@@ -110,6 +135,7 @@ class ModelSelection(BaseModel):
         default=None, description="The checkpoint's step (`latest` only as MRT_CKPT_STEP set it at boot)."
     )
     assets_repo: str | None = Field(default=None, description="Where the steering assets come from.")
+    assets_revision: str = Field(default=DEFAULT_REVISION, description="The assets repository's revision.")
     version: int = Field(default=0, ge=0, description="Increases with every selection; 0: the boot default.")
     selected_at: datetime | None = Field(default=None, description="When it was selected (UTC).")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -32,6 +33,7 @@ from soundstage.schemas.magenta_model import (
     SelectAnswer,
     ServingCheckpoint,
     WorkerServing,
+    canonical_size,
 )
 from soundstage_api.auth import ApiKey, RequireScope
 from soundstage_api.guarded_route import GuardedRoute
@@ -81,6 +83,8 @@ async def select_model(body: ModelSelectRequest, state: State) -> SelectAnswer:
         return answer
     previous = await run_in_threadpool(selected, state)
     published = await run_in_threadpool(magenta_selection.publish, state.redis, target)
+    if published is None:  # only a conditional publish can be refused
+        raise RuntimeError("the selection was not published")
     answer.version = published.version
     if body.prewarm:
         answer.prewarmed = await _wait_served(state, published, previous)
@@ -126,13 +130,13 @@ def list_checkpoints(
     revision: Annotated[Revision | None, Query(description="Default: `main`.")] = None,
 ) -> CheckpointList:
     """The steps `repo_id` holds (`checkpoint_<step>.tgz`, `.safetensors` or folders), ascending."""
-    repo = repo_id or selected(state).repo
-    if repo is None:
+    current = selected(state)
+    if repo_id is None and current.repo is None:
         raise form_error("give repo_id: no finetune repository is selected.", ["query", "repo_id"])
+    repo = repo_id or current.repo or ""
+    revision = revision or (current.revision if repo_id is None else DEFAULT_REVISION)
     steps = finetunes.list_checkpoints(repo, revision, root=magenta_selection.finetunes_root(state.settings))
-    return CheckpointList(
-        repo=repo, revision=revision or DEFAULT_REVISION, steps=list(steps), latest=max(steps, default=None)
-    )
+    return CheckpointList(repo=repo, revision=revision, steps=list(steps), latest=max(steps, default=None))
 
 
 @router.get(
@@ -163,7 +167,7 @@ def _resolve(state: AppState, body: ModelSelectRequest) -> ModelSelection:
     """The selection ``body`` asks for, checked: its `latest` resolved, its assets repository chosen."""
     current = selected(state)
     served = state.settings.magenta.served_models
-    size = magenta_selection.canonical_size(body.size) if body.size else current.size
+    size = canonical_size(body.size) if body.size else current.size
     if size not in served:
         raise AppError(
             ErrorCode.UNKNOWN_MODEL,
@@ -172,36 +176,49 @@ def _resolve(state: AppState, body: ModelSelectRequest) -> ModelSelection:
             details=[{"loc": ["body", "size"], "msg": "unknown size", "type": "unknown_model", "choices": served}],
         )
     revision = body.revision or DEFAULT_REVISION
+    root = magenta_selection.finetunes_root(state.settings)
     step: int | None = None
     if body.repo_id is None:
         if body.step not in (None, STEP_NONE):
             raise form_error("step needs a repo_id (the finetune repository it is a step of).", ["body", "step"])
-    elif body.step != STEP_NONE:
-        steps = finetunes.list_checkpoints(
-            body.repo_id, revision, root=magenta_selection.finetunes_root(state.settings)
-        )
-        step = max(steps, default=None) if body.step in (None, "latest") else int(body.step)
-        if step is None or step not in steps:
-            raise AppError(
-                ErrorCode.UNKNOWN_CHECKPOINT_STEP,
-                f"{body.repo_id!r} has no checkpoint at step {body.step}; it has "
-                + (", ".join(map(str, steps)) or "none")
-                + ".",
-                status_code=422,
-                details={"steps": list(steps)},
-            )
-    assets = (body.assets_repo_id or body.repo_id) if body.sync_assets else current.assets_repo
+    else:
+        steps = finetunes.list_checkpoints(body.repo_id, revision, root=root)  # the repository must exist
+        if body.step != STEP_NONE:
+            step = max(steps, default=None) if body.step in (None, "latest") else int(body.step)
+            if step is None or step not in steps:
+                raise AppError(
+                    ErrorCode.UNKNOWN_CHECKPOINT_STEP,
+                    f"{body.repo_id!r} has no checkpoint at step {body.step}; it has "
+                    + (", ".join(map(str, steps)) or "none")
+                    + ".",
+                    status_code=422,
+                    details={"steps": list(steps)},
+                )
+    if not body.sync_assets:
+        assets, assets_revision = current.assets_repo, current.assets_revision  # the ones served now, kept
+    elif body.assets_repo_id is not None and body.assets_repo_id != body.repo_id:
+        assets, assets_revision = body.assets_repo_id, DEFAULT_REVISION
+        finetunes.list_checkpoints(assets, assets_revision, root=root)  # it must exist
+    else:
+        assets, assets_revision = body.repo_id, revision
     return ModelSelection(
         size=size,
         repo=body.repo_id if step is not None else None,
         revision=revision,
         step=step,
         assets_repo=assets,
+        assets_revision=assets_revision,
     )
 
 
 def _serves(entry: ServingCheckpoint, selection: ModelSelection) -> bool:
-    return entry.version == selection.version and entry.error is None and not entry.switching
+    """Whether a worker's entry serves ``selection``: its version, and its weights (a worker still loading the
+    boot selection reports version 0 with the model's own weights)."""
+    if entry.version != selection.version or entry.switching or entry.repo != selection.repo:
+        return False
+    if isinstance(selection.step, int) and entry.step != selection.step:
+        return False
+    return entry.error is None or entry.failed_version != selection.version
 
 
 async def _wait_served(state: AppState, published: ModelSelection, previous: ModelSelection) -> bool:
@@ -213,7 +230,10 @@ async def _wait_served(state: AppState, published: ModelSelection, previous: Mod
         entries = await run_in_threadpool(serving_entries, state, published.size)
         failed = [entry.error for _, entry in entries if entry.failed_version == published.version and entry.error]
         if failed:
-            await run_in_threadpool(magenta_selection.publish, state.redis, previous)
+            # Back to the selection before, unless another was made meanwhile (that one stays).
+            await run_in_threadpool(
+                partial(magenta_selection.publish, replacing=published.version), state.redis, previous
+            )
             raise AppError(
                 ErrorCode.CHECKPOINT_INVALID,
                 f"A magenta worker could not load the checkpoint ({failed[0]}); the selection before is served again.",
