@@ -13,6 +13,8 @@ tokenised once, as a job does.
   first second's (what a jam's first chunk waits for).
 - loop priming (`/magenta/generate`): SpectroStream-encoding a loop and feeding its codes through the
   model (`encode_loop`, `prime`), per second of loop.
+- finetune switch (`/magenta/model/select`): a safetensors checkpoint read and swapped into the compiled
+  steps, beside the seconds a model takes to load and compile (what a switch costs without the swap).
 
 Each path runs once to warm up, then `--repeat` times on `--seconds` of audio, alternating which goes
 first; the median is reported. Real time is 40 ms per frame (25 frames a second). Exit status 0 whether
@@ -110,6 +112,20 @@ def _priming(system: Any, tokens: list[int], knobs: dict[str, Any], seconds: flo
     return {"encode_ms_per_loop_second": encode_ms / seconds, "prime_ms_per_frame": prime_ms / codes.shape[0]}
 
 
+def _finetune_switch(system: Any, repeat: int) -> float:
+    """Seconds to serve a finetune's weights (`/magenta/model/select`): its safetensors checkpoint read and
+    swapped into the compiled steps (``with_weights``); the model's own weights stand in for a finetune."""
+    from flax import traverse_util
+    from safetensors import numpy as safetensors_numpy
+
+    flat = traverse_util.flatten_dict(system._system._params, sep="/")
+    with tempfile.TemporaryDirectory(prefix="bench-magenta-ft-") as folder:
+        path = Path(folder) / "checkpoint.safetensors"
+        safetensors_numpy.save_file({name: np.asarray(value) for name, value in flat.items()}, str(path))
+        system.with_weights(path)  # warm
+        return _median_seconds(lambda: system.with_weights(path), repeat)
+
+
 def _report(figures: dict[str, Any]) -> None:
     per_frame = figures["ms_per_frame"]
     print(
@@ -129,6 +145,10 @@ def _report(figures: dict[str, Any]) -> None:
             f"loop priming: encode {priming['encode_ms_per_loop_second']:.1f} ms per loop second, "
             f"prime {priming['prime_ms_per_frame']:.2f} ms per frame"
         )
+    print(
+        f"finetune switch: weights swapped in {figures['finetune_switch_ms']:.0f} ms "
+        f"(against {figures['load_and_compile_seconds']:.1f} s to load and compile a model)"
+    )
     for failure in figures["failures"]:
         print(f"FAILED: {failure}")
 
@@ -184,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     first_frame_ms = _first_audio(system, tokens, 1, knobs, args.repeat)
     first_second_ms = _first_audio(system, tokens, FRAMES_PER_SECOND, knobs, args.repeat)
     priming = _priming(system, tokens, knobs, args.loop_seconds, args.repeat) if system.loops_supported else None
+    switch_seconds = _finetune_switch(system, args.repeat)
 
     devices = jax.devices()
     figures: dict[str, Any] = {
@@ -200,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         "first_frame_ms": round(first_frame_ms, 1),
         "first_second_ms": round(first_second_ms, 1),
         "loop_priming": None if priming is None else {k: round(v, 2) for k, v in priming.items()},
+        "finetune_switch_ms": round(switch_seconds * 1000, 1),
         "failures": failures,
     }
     _report(figures)
