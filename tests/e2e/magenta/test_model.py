@@ -16,7 +16,9 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.e2e.magenta.conftest import MAGENTA
 from tests.support.stack import Stack
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -224,6 +226,28 @@ def test_a_checkpoint_no_worker_can_load_is_rolled_back(client: httpx.Client, fi
     assert config["version"] > served["version"]  # the selection before, published again
     audio, job = _bars(client)
     assert job["result"]["checkpoint"]["repo"] == finetune_repo and audio
+
+
+def test_every_worker_follows_the_selection_one_started_later_too(
+    stack: Stack, client: httpx.Client, finetune_repo: str
+) -> None:
+    first = client.post("/magenta/model/select", json={"repo_id": finetune_repo, "step": 1000, "prewarm": True})
+    assert first.status_code == 200 and first.json()["prewarmed"] is True, first.text
+    second = stack.start_worker(module=MAGENTA)
+    try:
+        stack.wait_for_workers(2, timeout=300)  # ready only once it serves the selection in force
+        config = _config(client)
+        assert config["loaded"] is True and len(config["workers"]) == 2
+        assert [w["serving"][0]["step"] for w in config["workers"]] == [1000, 1000]
+
+        switched = client.post("/magenta/model/select", json={"repo_id": finetune_repo, "prewarm": True})
+        assert switched.status_code == 200 and switched.json()["prewarmed"] is True, switched.text
+        workers = switched.json()["workers"]
+        assert len(workers) == 2 and all(w["serving"][0]["step"] == STEPS[-1] for w in workers)
+    finally:
+        second.stop()
+        stack.workers.remove(second)
+    wait_until(lambda: len(_config(client)["workers"]) == 1, 60, message="the stopped worker to leave the registry")
 
 
 def test_back_to_the_models_own_weights_steering_is_refused(client: httpx.Client, finetune_repo: str) -> None:
