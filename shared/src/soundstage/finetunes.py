@@ -9,11 +9,14 @@ the workers (fetching what they load). Only files named as a checkpoint or a ste
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from soundstage.errors import AppError, ErrorCode
 from soundstage.schemas.magenta_model import DEFAULT_REVISION
 
+T = TypeVar("T")
 CHECKPOINT_NAME = re.compile(r"^checkpoint_(\d{1,18})(\.tgz|\.tar\.gz|\.safetensors)?$")
 """`checkpoint_<step>.tgz` (the research API's packaging), `.safetensors`, or a `checkpoint_<step>/` folder."""
 
@@ -63,44 +66,43 @@ def fetch(repo: str, revision: str | None, filename: str, *, root: Path, cache_d
     if mirror is not None:
         path = mirror / filename
         return path if path.exists() else None
-    try:
-        import huggingface_hub
-        from huggingface_hub import errors
 
+    def download(hub: Any) -> Path | None:
         try:
             return Path(
-                huggingface_hub.hf_hub_download(
+                hub.hf_hub_download(
                     repo_id=repo, filename=filename, revision=revision or DEFAULT_REVISION, cache_dir=str(cache_dir)
                 )
             )
-        except errors.RemoteEntryNotFoundError:  # the repository has no such file (offline is another error)
+        except hub.errors.RemoteEntryNotFoundError:  # the repository has no such file (offline is another error)
             return None
-        except errors.GatedRepoError as gated:
-            raise _unavailable(repo, gated) from gated
-        except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as missing:
-            raise _not_found(repo, revision) from missing
-    except AppError:
-        raise
-    except Exception as error:  # offline, refused, no huggingface_hub installed
-        raise _unavailable(repo, error) from error
+
+    return _ask_hub(repo, revision, download)
 
 
 def _hub_files(repo: str, revision: str) -> list[str]:
+    files: list[str] = _ask_hub(repo, revision, lambda hub: hub.list_repo_files(repo, revision=revision))
+    return [name for name in files if "/" not in name]  # the root's files, as the research API packages them
+
+
+def _ask_hub(repo: str, revision: str | None, call: Callable[[Any], T]) -> T:
+    """``call(huggingface_hub)``, its errors as ours: a repository or revision that does not exist is
+    `checkpoint_repo_not_found`; offline, refused, gated without a token, or no huggingface_hub installed
+    is `checkpoint_repo_unavailable`."""
     try:
         import huggingface_hub
-        from huggingface_hub import errors
-
-        try:
-            files = huggingface_hub.list_repo_files(repo, revision=revision)
-        except errors.GatedRepoError as gated:
-            raise _unavailable(repo, gated) from gated
-        except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as missing:
-            raise _not_found(repo, revision) from missing
-    except AppError:
-        raise
-    except Exception as error:  # offline, refused, no huggingface_hub installed
+        import huggingface_hub.errors
+    except ImportError as error:
         raise _unavailable(repo, error) from error
-    return [name for name in files if "/" not in name]  # the root's files, as the research API packages them
+    errors = huggingface_hub.errors
+    try:
+        return call(huggingface_hub)
+    except errors.GatedRepoError as gated:  # a RepositoryNotFoundError too, but a token would open it
+        raise _unavailable(repo, gated) from gated
+    except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as missing:
+        raise _not_found(repo, revision) from missing
+    except Exception as error:
+        raise _unavailable(repo, error) from error
 
 
 def _not_found(repo: str, revision: str | None) -> AppError:
