@@ -5,6 +5,7 @@ path."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -184,3 +185,85 @@ def test_a_finetunes_weights_replace_the_models_without_compiling_again(
     with pytest.raises(AppError) as unreadable:
         tiny.with_weights(garbage)
     assert unreadable.value.code == ErrorCode.CHECKPOINT_INVALID
+
+
+def _jam(tiny: MagentaSystem, rate: int = 48_000, seed: int = 5, **fields: object) -> Any:
+    from soundstage_magenta.jam_session import JamSession
+
+    from soundstage.schemas.jam import JamParams
+
+    params = JamParams(bpm=97, bars_per_chunk=1, beats_per_bar=4, seed=seed, target_sample_rate=rate, **fields)
+    return JamSession(tiny, params, tiny.style_tokens(tiny.embed_text("jazz")))
+
+
+def test_jam_chunks_are_bar_exact_and_join_into_one_uninterrupted_stream(tiny: MagentaSystem) -> None:
+    from soundstage_magenta.jam_session import soft_limit
+
+    session = _jam(tiny)
+    chunks = [session.next_chunk() for _ in range(3)]
+    assert [chunk.index for chunk in chunks] == [1, 2, 3]
+    ends = [round(k * 4 * 60 * 48_000 / 97) for k in (1, 2, 3)]  # 2.474 s a bar: not whole frames
+    assert [chunk.samples.shape[1] for chunk in chunks] == [ends[0], ends[1] - ends[0], ends[2] - ends[1]]
+    meta = chunks[0].metadata
+    assert (meta.bpm, meta.bars, meta.sample_rate, meta.channels, meta.total_samples) == (97, 1, 48_000, 2, ends[0])
+    joined = np.concatenate([chunk.samples for chunk in chunks], axis=1)
+    # The same seed and style in one uninterrupted stream, levelled the same way: identical, sample for sample.
+    tokens = tiny.style_tokens(tiny.embed_text("jazz"))
+    frames = -(-ends[2] // SAMPLES_PER_FRAME)
+    state = tiny.new_state(5)
+    pieces = []
+    for _ in range(0, frames + 25, 25):
+        generated = tiny.generate(tokens, 25, **SAMPLING | {"cfg_musiccoca": 5.0}, state=state)
+        state = generated.state
+        pieces.append(generated.samples)
+    stream = np.concatenate(pieces).T[:, : ends[2]]
+    np.testing.assert_array_equal(joined, soft_limit((stream * np.float32(session._gain)).astype(np.float32)))
+
+
+def test_jam_chunks_at_44_1_khz_are_bar_exact_and_continuous(tiny: MagentaSystem) -> None:
+    session = _jam(tiny, rate=44_100)
+    chunks = [session.next_chunk() for _ in range(3)]
+    ends = [round(k * 4 * 60 * 44_100 / 97) for k in (1, 2, 3)]
+    assert [chunk.samples.shape[1] for chunk in chunks] == [ends[0], ends[1] - ends[0], ends[2] - ends[1]]
+    joined = np.concatenate([chunk.samples for chunk in chunks], axis=1)
+    steps = np.abs(np.diff(joined, axis=1)).max(axis=0)
+    typical = float(np.percentile(steps, 99.9))
+    for end in ends[:2]:  # the step across each join is an ordinary step of the stream, not a click
+        assert steps[end - 1] <= typical, (end, steps[end - 1], typical)
+    assert float(np.abs(joined).max()) < 1.0 and float(np.sqrt(np.mean(joined**2))) > 1e-3
+
+
+def test_jam_sessions_share_the_model_and_keep_their_own_streams(tiny: MagentaSystem) -> None:
+    alone = _jam(tiny).next_chunk().samples
+    first, other = _jam(tiny), _jam(tiny, seed=9)
+    interleaved = []
+    for _ in range(2):
+        interleaved.append(first.next_chunk().samples)
+        other.next_chunk()
+    np.testing.assert_array_equal(interleaved[0], alone)
+    again = _jam(tiny)
+    np.testing.assert_array_equal(again.next_chunk().samples, interleaved[0])
+    np.testing.assert_array_equal(again.next_chunk().samples, interleaved[1])
+
+
+def test_a_jam_update_applies_from_the_next_chunk(tiny: MagentaSystem) -> None:
+    kept, changed = _jam(tiny), _jam(tiny)
+    np.testing.assert_array_equal(kept.next_chunk().samples, changed.next_chunk().samples)
+    changed.update(tokens=tiny.style_tokens(tiny.embed_text("thrash metal")), temperature=1.5, top_k=10)
+    second = changed.next_chunk()
+    assert second.metadata.temperature == 1.5 and second.metadata.topk == 10
+    assert not np.array_equal(kept.next_chunk().samples, second.samples)
+
+
+def test_a_jam_started_from_a_loop_continues_it_bar_exact(tiny: MagentaSystem) -> None:
+    from soundstage_magenta.jam_session import JamSession
+
+    from soundstage.schemas.jam import JamParams
+
+    params = JamParams(bpm=120, bars_per_chunk=1, seed=5)
+    tokens = tiny.style_tokens(tiny.embed_text("jazz"))
+    loop = (np.random.default_rng(2).standard_normal((2, 2 * SAMPLES_PER_FRAME * 25)) * 0.2).astype(np.float32)
+    primed = JamSession(tiny, params, tokens, loop=loop).next_chunk()
+    plain = JamSession(tiny, params, tokens).next_chunk()
+    assert primed.samples.shape == plain.samples.shape == (2, 96_000)  # one 4/4 bar at 120 bpm: 2 s
+    assert not np.array_equal(primed.samples, plain.samples)
