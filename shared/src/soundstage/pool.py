@@ -320,6 +320,8 @@ class PoolRuntime(Generic[EngineT]):
     """What each model serves beyond its name (Magenta: the finetune checkpoint), for the heartbeat."""
     after_load: Callable[[], None] | None = None
     """Runs once the models are loaded (Magenta: starts following the selected checkpoint)."""
+    before_stop: Callable[[], None] | None = None
+    """Runs before the heartbeat stops (Magenta: stops following, so that no beat comes after it)."""
 
     def engine_for(self, model: str | None) -> EngineT:
         """The loaded engine serving ``model`` (the first when None: a pool without models has one engine);
@@ -388,6 +390,8 @@ class PoolRuntime(Generic[EngineT]):
             )
 
     def stop_heartbeat(self) -> None:
+        if self.before_stop is not None:
+            self.before_stop()
         if self.heartbeat:
             self.heartbeat.stop()
 

@@ -58,6 +58,8 @@ class Heartbeat:
         self._thread.start()
 
     def beat(self) -> None:
+        if self._stop.is_set():  # stopped: its entry is gone, and must stay gone
+            return
         try:
             info = self._describe().model_copy(update={"seen_at": utcnow()})
             publish(self._redis, info)

@@ -1,13 +1,13 @@
 """One jam's stream on a loaded model: its own stream state (sessions share the model, never a state), cut
 into bar-exact chunks that join without a click.
 
-The model generates one continuous stream a second at a time; chunk k is the stream's samples between the
+The model generates one continuous stream; chunk k is the stream's samples between the
 bar-exact ends of chunks k-1 and k (``JamParams.chunk_end``), so no sample is dropped, repeated or faded,
 and rounding never accumulates into drift. Everything done to the audio keeps it continuous: one gain for
-the whole session (set from the first second so that it plays near -14 LUFS; Magenta RT writes at a fixed
--6 dB), a static soft limit above LIMIT_KNEE (a function of each sample alone: no gain steps), and, for
-44.1 kHz, one streaming resampler for the whole session (soxr), never a resampler per chunk. Style and
-sampling changes (``update``) apply from the next second generated: at the latest from the next chunk.
+the whole session (SESSION_GAIN), a static soft limit above LIMIT_KNEE (a function of each sample alone: no
+gain steps) applied last, and, for 44.1 kHz, one streaming resampler for the whole session (soxr), never a
+resampler per chunk. Each chunk generates only the frames it still needs, so style and sampling changes
+(``update``) are heard from the start of the next chunk (but for the part of a frame left over).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from soundstage.audio import measure_loudness
 from soundstage.schemas.jam import ChunkMetadata, JamParams
 from soundstage_magenta.system import CHANNELS, FRAMES_PER_SECOND, SAMPLE_RATE, SAMPLES_PER_FRAME, MagentaSystem
 
-TARGET_LUFS = -14.0
-MAX_GAIN_DB = 24.0
+SESSION_GAIN = 2.0
+"""+6 dB: undoes the fixed 0.5 Magenta RT writes with, so a jam plays at the level the model makes (one gain
+for the whole session: a gain measured and changed on the way would be heard as a step)."""
 LIMIT_KNEE = 0.9
 Samples = np.ndarray[Any, np.dtype[np.float32]]
 
@@ -55,11 +55,11 @@ class JamSession:
         tokens: list[int] | None,
         *,
         loop: Samples | None = None,
-        gain: float | None = None,
+        gain: float = SESSION_GAIN,
     ) -> None:
         """A stream from ``params.seed`` in the style ``tokens`` (None: unconditioned); ``loop`` ((2, n) at
         SAMPLE_RATE, its end in whole frames) primes it so that the jam continues the loop. ``gain``: the
-        session's gain (None: set from its first second)."""
+        session's one gain."""
         self.params = params
         self._system = system
         self._tokens = tokens
@@ -109,44 +109,46 @@ class JamSession:
                 self._knobs[name] = value
 
     def next_chunk(self) -> Chunk:
-        """The next bar-exact chunk of the stream."""
+        """The next bar-exact chunk of the stream. Only the frames it still needs are generated (what is left
+        over is less than a frame, plus at 44.1 kHz the resampler's delay), so an ``update`` made before
+        it is heard from its start."""
         index = self.index + 1
         wanted = self.params.chunk_end(index, self.rate) - self._sent
+        knobs = dict(self._knobs)
         while self._pending.shape[1] < wanted:
-            self._pending = np.concatenate([self._pending, self._second()], axis=1)
+            missing = (wanted - self._pending.shape[1]) * SAMPLE_RATE / self.rate
+            frames = max(1, math.ceil((missing + self._skip) / SAMPLES_PER_FRAME))
+            self._pending = np.concatenate([self._pending, self._generate(frames)], axis=1)
         samples = np.ascontiguousarray(self._pending[:, :wanted])
         self._pending = self._pending[:, wanted:]
         self._sent += wanted
         self.index = index
-        return Chunk(index=index, samples=samples, metadata=self._metadata(wanted))
+        return Chunk(index=index, samples=samples, metadata=self._metadata(wanted, knobs))
 
-    def _second(self) -> Samples:
-        """One more second of the stream at the target rate, levelled (may be a little less or more at
-        44.1 kHz: the resampler's own latency)."""
+    def _generate(self, frames: int) -> Samples:
+        """``frames`` more frames of the stream, levelled, at the target rate (at 44.1 kHz a little less or
+        more: the streaming resampler's own delay)."""
         generated = self._system.generate(
             self._tokens,
-            FRAMES_PER_SECOND,
+            frames,
             temperature=float(self._knobs["temperature"]),
             top_k=int(self._knobs["top_k"]),
             cfg_musiccoca=float(self._knobs["cfg_musiccoca"]),
             state=self._state,
         )
         self._state = generated.state
-        self.generated_seconds += 1.0
+        self.generated_seconds += frames / FRAMES_PER_SECOND
         samples = np.ascontiguousarray(generated.samples.T)  # (channels, n) at SAMPLE_RATE
         if self._skip:
             dropped = min(self._skip, samples.shape[1])
             samples, self._skip = samples[:, dropped:], self._skip - dropped
-        if self._gain is None:
-            self._gain = _gain_for(samples)
-        levelled = soft_limit((samples * np.float32(self._gain)).astype(np.float32))
-        if self._resampler is None:
-            return levelled
-        resampled = self._resampler.resample_chunk(np.ascontiguousarray(levelled.T))
-        out: Samples = np.ascontiguousarray(np.asarray(resampled, dtype=np.float32).T)
-        return out
+        samples = (samples * np.float32(self._gain)).astype(np.float32)
+        if self._resampler is not None:
+            resampled = self._resampler.resample_chunk(np.ascontiguousarray(samples.T))
+            samples = np.ascontiguousarray(np.asarray(resampled, dtype=np.float32).T)
+        return soft_limit(samples)  # after resampling: its overshoot is limited too
 
-    def _metadata(self, total: int) -> ChunkMetadata:
+    def _metadata(self, total: int, knobs: dict[str, float]) -> ChunkMetadata:
         params = self.params
         return ChunkMetadata(
             bpm=round(params.bpm),
@@ -158,17 +160,7 @@ class JamSession:
             total_samples=total,
             seconds_per_bar=params.seconds_per_bar,
             loop_duration_seconds=params.chunk_seconds,
-            guidance_weight=float(self._knobs["cfg_musiccoca"]),
-            temperature=float(self._knobs["temperature"]),
-            topk=int(self._knobs["top_k"]),
+            guidance_weight=float(knobs["cfg_musiccoca"]),
+            temperature=float(knobs["temperature"]),
+            topk=int(knobs["top_k"]),
         )
-
-
-def _gain_for(samples: Samples) -> float:
-    """The session's gain: what brings its first audio to TARGET_LUFS, at most MAX_GAIN_DB either way (1.0
-    for audio too quiet or too short to measure)."""
-    measured = measure_loudness(samples, SAMPLE_RATE) if samples.shape[1] >= SAMPLE_RATE // 2 else -math.inf
-    if not math.isfinite(measured):
-        return 1.0
-    decibels = max(-MAX_GAIN_DB, min(MAX_GAIN_DB, TARGET_LUFS - measured))
-    return float(10.0 ** (decibels / 20.0))

@@ -32,7 +32,9 @@ def build_runtime(settings: Settings) -> PoolRuntime[MagentaEngine]:
         if runtime.heartbeat is not None:
             runtime.heartbeat.beat()
 
-    runtime.after_load = SelectionFollower(services.redis, settings, engines, beat, fetcher).start
+    follower = SelectionFollower(services.redis, settings, engines, beat)
+    runtime.after_load = follower.start
+    runtime.before_stop = follower.stop
     return runtime
 
 

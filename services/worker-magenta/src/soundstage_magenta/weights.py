@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from soundstage.errors import AppError, ErrorCode
 from soundstage.schemas.magenta_model import ModelSelection, ServingCheckpoint
@@ -26,8 +29,10 @@ from soundstage_magenta.system import MagentaSystem
 KEPT_FINETUNES = 2
 """Finetunes' weights kept loaded per model (the newest and the one before), beside its own."""
 KEPT_ASSETS = 4
-WeightsKey = tuple[str, str, object]  # (repository, revision, step)
-AssetsKey = tuple[str, str]  # (repository, revision)
+RETRY_SECONDS = 30.0
+"""How long a checkpoint whose repository Hugging Face did not answer for fails at once before a new try."""
+Key = tuple[object, ...]  # (repository, revision, step) of weights; ("assets", repository, revision)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class _Failure:
     code: ErrorCode
     message: str
     status_code: int
+    until: float | None  # time.monotonic() it expires at; None: until the follower tries it again
 
     def error(self) -> AppError:
         return AppError(self.code, self.message, status_code=self.status_code)  # a fresh one per job thread
@@ -61,7 +67,7 @@ class _Report:
     serving: Serving | None
     assets: SteeringAssets
     version: int
-    error: tuple[str, int] | None = None  # why selection `version` could not be served
+    error: tuple[str, int, str | None] | None = None  # why selection `version` could not be served, its code
 
 
 class ModelWeights:
@@ -69,11 +75,11 @@ class ModelWeights:
         self._model_ref = model_ref
         self._fetcher = fetcher
         self._lock = threading.Lock()  # the dictionaries below; never held while loading
-        self._finetunes: OrderedDict[WeightsKey, Serving] = OrderedDict()
-        self._loading: dict[WeightsKey, threading.Lock] = {}
-        self._failures: dict[WeightsKey, _Failure] = {}
-        self._assets: OrderedDict[AssetsKey, SteeringAssets] = OrderedDict()
-        self._assets_lock = threading.Lock()
+        self._finetunes: OrderedDict[Key, Serving] = OrderedDict()
+        self._assets: OrderedDict[Key, SteeringAssets] = OrderedDict()
+        self._loading: dict[Key, threading.Lock] = {}
+        self._failures: dict[Key, _Failure] = {}
+        self._pinned: Key | None = None  # the weights the follower serves: never dropped
         self._report: _Report | None = None
         self._switching = False
 
@@ -84,51 +90,77 @@ class ModelWeights:
         key = _weights_key(wanted)
         if key is None or wanted is None:
             return Serving(selection=wanted, system=base)
-        with self._lock:
-            if key in self._finetunes:
-                self._finetunes.move_to_end(key)
-                return dataclasses.replace(self._finetunes[key], selection=wanted)
-            if key in self._failures:
-                raise self._failures[key].error()
-            loading = self._loading.setdefault(key, threading.Lock())
-        with loading:  # one load per checkpoint; the others wait for it, not for every load
-            with self._lock:
-                if key in self._finetunes:  # loaded by the job that held the lock before
-                    return dataclasses.replace(self._finetunes[key], selection=wanted)
-            try:
-                checkpoint = self._checkpoint(wanted)
-                served = Serving(
-                    selection=wanted,
-                    system=base.with_weights(checkpoint.path),
-                    step=checkpoint.step,
-                    path=checkpoint.path,
-                )
-            except AppError as error:
-                if error.code != ErrorCode.CHECKPOINT_REPO_UNAVAILABLE:  # that one may pass: not remembered
-                    with self._lock:
-                        self._failures[key] = _Failure(error.code, error.message, error.status_code)
-                raise
-            with self._lock:
-                self._finetunes[key] = served
-                while len(self._finetunes) > KEPT_FINETUNES:
-                    self._finetunes.popitem(last=False)
-                self._loading.pop(key, None)
-            return served
+
+        def load() -> Serving:
+            checkpoint = self._checkpoint(wanted)
+            system = base.with_weights(checkpoint.path)
+            return Serving(selection=wanted, system=system, step=checkpoint.step, path=checkpoint.path)
+
+        served = self._once(key, self._finetunes, load, keep=KEPT_FINETUNES)
+        return dataclasses.replace(served, selection=wanted)
 
     def assets(self, selection: ModelSelection | None) -> SteeringAssets:
         """The steering assets ``selection`` names (fetched the first time; none without an assets repo)."""
-        if selection is None or selection.assets_repo is None or self._fetcher is None:
+        fetcher = self._fetcher
+        if selection is None or selection.assets_repo is None or fetcher is None:
             return NO_ASSETS
-        key = (selection.assets_repo, selection.assets_revision)
-        with self._assets_lock:  # small files: one fetch at a time is enough
-            if key in self._assets:
-                self._assets.move_to_end(key)
-                return self._assets[key]
-            assets = self._fetcher.assets(*key)
-            self._assets[key] = assets
-            while len(self._assets) > KEPT_ASSETS:
-                self._assets.popitem(last=False)
-            return assets
+        repo, revision = selection.assets_repo, selection.assets_revision
+        return self._once(("assets", repo, revision), self._assets, lambda: fetcher.assets(repo, revision), KEPT_ASSETS)
+
+    def _once(self, key: Key, cache: OrderedDict[Key, T], load: Callable[[], T], keep: int) -> T:
+        """``cache[key]``, loaded by ``load`` the first time: one load per key at a time (a job on another
+        key never waits for it), its failure remembered (RETRY_SECONDS for an unreachable repository) and
+        raised at once to the jobs that wait for it or come later. The least recently used entries beyond
+        ``keep`` are dropped, never the one the follower reports serving."""
+        with self._lock:
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
+            self._raise_failure(key)
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            with self._lock:
+                if key in cache:  # loaded by the job that held the lock before
+                    return cache[key]
+                self._raise_failure(key)  # failed for the job that held the lock before
+            try:
+                value = load()
+            except AppError as error:
+                self._remember(key, error)
+                raise
+            except Exception as error:  # a full disk, a file gone meanwhile: not a job's fault, still remembered
+                failure = AppError(
+                    ErrorCode.CHECKPOINT_INVALID,
+                    f"{self._model_ref}: the finetune could not be loaded ({type(error).__name__}).",
+                    status_code=422,
+                )
+                self._remember(key, failure)
+                raise failure from error
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
+            with self._lock:
+                cache[key] = value
+                for stale in [k for k in cache if k != self._pinned][: max(0, len(cache) - keep)]:
+                    del cache[stale]
+            return value
+
+    def _raise_failure(self, key: Key) -> None:
+        """Raise the remembered failure of ``key`` (called under the lock), unless it expired."""
+        failure = self._failures.get(key)
+        if failure is None:
+            return
+        if failure.until is not None and time.monotonic() >= failure.until:
+            del self._failures[key]
+            return
+        raise failure.error()
+
+    def _remember(self, key: Key, error: AppError) -> None:
+        transient = error.code == ErrorCode.CHECKPOINT_REPO_UNAVAILABLE  # Hugging Face may answer again soon
+        with self._lock:
+            self._failures[key] = _Failure(
+                error.code, error.message, error.status_code, time.monotonic() + RETRY_SECONDS if transient else None
+            )
 
     def follow(self, base: MagentaSystem, selection: ModelSelection) -> None:
         """Serve ``selection`` (this model's own weights when it selects another model) and report it; a
@@ -137,33 +169,29 @@ class ModelWeights:
         wanted = mine.model_copy(update={"version": selection.version})
         key = _weights_key(wanted)
         with self._lock:
+            self._pinned = key
             if key is not None:
                 self._failures.pop(key, None)
+            self._failures.pop(("assets", wanted.assets_repo, wanted.assets_revision), None)
         self._switching = True
         try:
             serving = self.serve(base, wanted)
             assets = self.assets(wanted)
         except AppError as error:
-            previous = self._report
-            self._report = _Report(
-                serving=previous.serving if previous else None,
-                assets=previous.assets if previous else NO_ASSETS,
-                version=previous.version if previous else 0,
-                error=(error.message, selection.version),
-            )
+            self.note_error(error.message, selection.version, error.code)
             raise
         finally:
             self._switching = False
         self._report = _Report(serving=serving, assets=assets, version=selection.version)
 
-    def note_error(self, message: str, version: int) -> None:
-        """Why selection ``version`` could not be served (the model itself did not load)."""
+    def note_error(self, message: str, version: int, code: str | None = None) -> None:
+        """Why selection ``version`` could not be served (its code: a lasting failure or one that may pass)."""
         previous = self._report
         self._report = _Report(
             serving=previous.serving if previous else None,
             assets=previous.assets if previous else NO_ASSETS,
             version=previous.version if previous else 0,
-            error=(message, version),
+            error=(message, version, code),
         )
 
     @property
@@ -192,6 +220,7 @@ class ModelWeights:
             switching=self._switching,
             error=report.error[0] if report.error else None,
             failed_version=report.error[1] if report.error else None,
+            error_code=report.error[2] if report.error else None,
         )
 
     def _checkpoint(self, selection: ModelSelection) -> Checkpoint:
@@ -200,7 +229,7 @@ class ModelWeights:
         return self._fetcher.checkpoint(selection)
 
 
-def _weights_key(selection: ModelSelection | None) -> WeightsKey | None:
+def _weights_key(selection: ModelSelection | None) -> Key | None:
     """What identifies a finetune's weights (None: the model's own)."""
     if selection is None or selection.repo is None:
         return None

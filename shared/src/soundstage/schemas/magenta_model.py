@@ -164,6 +164,9 @@ class ServingCheckpoint(BaseModel):
     switching: bool = Field(default=False, description="A newer selection is loading.")
     error: str | None = Field(default=None, description="Why the newest selection could not be served, if not.")
     failed_version: int | None = Field(default=None, description="The selection `error` is about.")
+    error_code: str | None = Field(
+        default=None, description="`error`'s code (`checkpoint_repo_unavailable` may pass: it is tried again)."
+    )
 
 
 class WorkerServing(BaseModel):

@@ -228,7 +228,13 @@ async def _wait_served(state: AppState, published: ModelSelection, previous: Mod
     deadline = time.monotonic() + state.settings.sync_wait_seconds
     while True:
         entries = await run_in_threadpool(serving_entries, state, published.size)
-        failed = [entry.error for _, entry in entries if entry.failed_version == published.version and entry.error]
+        failed = [
+            entry.error
+            for _, entry in entries
+            if entry.failed_version == published.version
+            and entry.error
+            and entry.error_code != ErrorCode.CHECKPOINT_REPO_UNAVAILABLE  # tried again: waited for, not undone
+        ]
         if failed:
             # Back to the selection before, unless another was made meanwhile (that one stays).
             await run_in_threadpool(
