@@ -32,11 +32,13 @@ class Fetcher:
         self.fail = fail or {}
         self.delay = delay
         self.calls: list[int] = []
+        self.fetching = threading.Event()  # set once a fetch has begun
 
     def checkpoint(self, selection: ModelSelection) -> Checkpoint:
         step = int(selection.step or 0)
         self.calls.append(step)
-        time.sleep(self.delay)
+        self.fetching.set()
+        time.sleep(self.delay)  # a slow download
         if step in self.fail:
             raise self.fail[step]
         return Checkpoint(step=step, path=Path(f"step-{step}.safetensors"))
@@ -80,9 +82,10 @@ def test_a_job_on_loaded_weights_never_waits_for_another_checkpoints_download() 
     weights = ModelWeights(MODEL, fetcher)  # type: ignore[arg-type]
     weights.serve(System(), _selection(1))  # type: ignore[arg-type]
     fetcher.delay = 2.0
+    fetcher.fetching.clear()
     slow = threading.Thread(target=weights.serve, args=(System(), _selection(2)))
     slow.start()
-    time.sleep(0.1)
+    assert fetcher.fetching.wait(timeout=5)  # the other checkpoint's download holds its lock now
     started = time.monotonic()
     served = weights.serve(System(), _selection(1))  # type: ignore[arg-type]
     assert time.monotonic() - started < 1.0 and served.step == 1

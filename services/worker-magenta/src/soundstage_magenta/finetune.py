@@ -30,8 +30,7 @@ from soundstage.schemas.magenta_model import (
     ModelSelection,
 )
 from soundstage.settings import Settings
-
-EMBEDDING_DIM = 768
+from soundstage_magenta.system import EMBEDDING_DIM
 
 Vectors = np.ndarray[Any, np.dtype[np.float32]]
 
