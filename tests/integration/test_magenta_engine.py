@@ -291,3 +291,31 @@ def test_a_jam_started_from_a_loop_continues_it_bar_exact(tiny: MagentaSystem) -
     skip = tiny.output_latency_frames * SAMPLES_PER_FRAME
     assert skip > 0
     np.testing.assert_array_equal(primed.samples, soft_limit(_stream(tiny, 96_000, state=state, skip=skip)))
+
+
+def test_a_reseed_crossfades_into_the_loops_continuation_at_the_next_chunk(tiny: MagentaSystem) -> None:
+    from soundstage_magenta.jam_session import CROSSFADE_SECONDS, soft_limit
+
+    session = _jam(tiny)
+    first = session.next_chunk()
+    loop = (np.random.default_rng(3).standard_normal((2, 25 * SAMPLES_PER_FRAME)) * 0.2).astype(np.float32)
+    session.reseed(loop, seed=7)
+    second = session.next_chunk()
+    ends = [round(k * 4 * 60 * 48_000 / 97) for k in (1, 2)]
+    assert second.samples.shape[1] == ends[1] - ends[0]  # the boundaries stay bar-exact
+    old = soft_limit(_stream(tiny, ends[0] + 1))
+    np.testing.assert_array_equal(first.samples, old[:, : ends[0]])
+    np.testing.assert_allclose(second.samples[:, 0], old[:, ends[0]], atol=1e-6)  # the fade starts on the old stream
+    state = tiny.prime(
+        tiny.encode_loop(np.ascontiguousarray(loop.T)),
+        tiny.style_tokens(tiny.embed_text("jazz")),
+        temperature=1.1,
+        top_k=40,
+        cfg_musiccoca=5.0,
+        state=tiny.new_state(7),
+    ).state
+    new = soft_limit(
+        _stream(tiny, second.samples.shape[1], state=state, skip=tiny.output_latency_frames * SAMPLES_PER_FRAME)
+    )
+    fade = round(CROSSFADE_SECONDS * 48_000)
+    np.testing.assert_array_equal(second.samples[:, fade:], new[:, fade:])  # then the loop's continuation

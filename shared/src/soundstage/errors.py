@@ -53,6 +53,12 @@ class ErrorCode(StrEnum):
     CHECKPOINT_REPO_NOT_FOUND = "checkpoint_repo_not_found"
     CHECKPOINT_INVALID = "checkpoint_invalid"
     STEERING_UNAVAILABLE = "steering_unavailable"
+    CAPACITY = "capacity"  # 429: every jam slot of every magenta worker is taken
+    SESSION_NOT_FOUND = "session_not_found"
+    SESSION_ENDED = "session_ended"
+    CHUNK_TIMEOUT = "chunk_timeout"  # 408: no chunk within the wait
+    BAD_MESSAGE = "bad_message"  # a WebSocket message that is not one of the protocol's
+    SESSION_NOT_STARTED = "session_not_started"
     # Dependencies down (503)
     DATABASE_UNAVAILABLE = "database_unavailable"
     BROKER_UNAVAILABLE = "broker_unavailable"
@@ -68,6 +74,10 @@ class ErrorCode(StrEnum):
     ATTEMPTS_EXHAUSTED = "attempts_exhausted"
     JOB_TIMEOUT = "job_timeout"
     INTERNAL_ERROR = "internal_error"
+    # Why a jam session ended, when it was not asked to
+    WORKER_LOST = "worker_lost"  # its worker stopped refreshing its lease (it died)
+    WORKER_STOPPING = "worker_stopping"  # its worker is shutting down
+    CLIENT_GONE = "client_gone"  # no client was there for MAGENTA_JAM_IDLE_SECONDS (a dropped socket: seconds)
 
 
 class AppError(Exception):

@@ -25,6 +25,7 @@ from soundstage.pools import Pool, TaskName, task_for_kind
 from soundstage.queue import create_celery_app, enqueue_job
 from soundstage.schemas import JobKind, JobTaskPayload, ModelCapabilities, WorkerInfo
 from soundstage.schemas.magenta_model import ServingCheckpoint
+from soundstage.schemas.system import JamSlots
 from soundstage.settings import Settings
 from soundstage.storage import ObjectStore, open_store
 from soundstage.workers import Heartbeat
@@ -318,6 +319,8 @@ class PoolRuntime(Generic[EngineT]):
     load_errors: dict[str, str] = field(default_factory=dict)
     serving: Callable[[], list[ServingCheckpoint]] | None = None
     """What each model serves beyond its name (Magenta: the finetune checkpoint), for the heartbeat."""
+    sessions: Callable[[], JamSlots] | None = None
+    """Magenta: its jam slots and sessions, for the heartbeat."""
     after_load: Callable[[], None] | None = None
     """Runs once the models are loaded (Magenta: starts following the selected checkpoint)."""
     before_stop: Callable[[], None] | None = None
@@ -413,6 +416,7 @@ class PoolRuntime(Generic[EngineT]):
             device_error=next(filter(None, (check_device(device) for device in devices)), None),
             capabilities=[engine.capabilities() for engine in loaded] if self.pool.serves_models else [],
             serving=self.serving() if self.serving is not None else [],
+            jam=self.sessions() if self.sessions is not None else None,
             seen_at=utcnow(),
         )
 

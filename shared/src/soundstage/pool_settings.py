@@ -130,6 +130,34 @@ class MagentaSettings(ModelPoolSettings):
         description="Style generations one Magenta worker runs at once (threads sharing the loaded model: while "
         "one decodes or encodes on the CPU, another steps the model).",
     )
+    sessions_per_worker: int = Field(
+        default=2,
+        ge=0,
+        le=16,
+        description="Jam sessions one Magenta worker holds at once, each with its own stream on the shared model "
+        "(0: the worker hosts none). When every slot of every worker is taken, a new jam is refused with 429 "
+        "`capacity`.",
+    )
+    max_ahead_chunks: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="How many chunks a jam is generated ahead of what its client consumed (`/magenta/jam/consume`) "
+        "or, at `pace: realtime`, of wall-clock playback.",
+    )
+    jam_idle_seconds: float = Field(
+        default=60.0,
+        ge=5.0,
+        le=3600.0,
+        description="An HTTP jam whose client made no call for this long is ended and its slot freed (a "
+        "WebSocket jam ends within seconds of its socket closing).",
+    )
+    max_chunk_seconds: float = Field(
+        default=30.0,
+        ge=1.0,
+        le=120.0,
+        description="Longest jam chunk accepted (`bars_per_chunk` bars at `bpm`).",
+    )
     boot_size: str | None = Field(
         default=None,
         validation_alias=AliasChoices("mrt_size", "magenta_boot_size"),

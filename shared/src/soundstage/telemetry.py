@@ -17,10 +17,12 @@ HISTOGRAM_KEY = "soundstage:metrics:hist:{name}"
 
 JOB_DURATION = "job_duration_seconds"
 QUEUE_WAIT = "job_queue_wait_seconds"
+JAM_LATENESS = "jam_chunk_lateness_seconds"
 
 BUCKETS: dict[str, tuple[float, ...]] = {
     JOB_DURATION: (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600),
     QUEUE_WAIT: (0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
+    JAM_LATENESS: (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
 }
 
 SUBMITTED = "jobs_submitted_total"
@@ -28,6 +30,9 @@ COMPLETED = "jobs_completed_total"
 FAILED = "jobs_failed_total"
 CANCELLED = "jobs_cancelled_total"
 AUDIO_SECONDS = "generated_audio_seconds_total"
+JAM_CHUNKS = "jam_chunks_total"
+JAM_UNDERRUNS = "jam_underruns_total"
+JAM_KIND = "jam"
 
 _SEP = "|"
 
@@ -62,6 +67,16 @@ def record_finished(
         pipe.hincrbyfloat(COUNTERS_KEY, _field(AUDIO_SECONDS, kind, model), audio_s)
     if duration_s is not None and outcome == "completed":
         _observe(pipe, JOB_DURATION, kind, model, duration_s)
+    pipe.execute()
+
+
+def record_jam_chunk(redis: Any, model: str, lateness_s: float) -> None:
+    """Count a jam chunk, its lateness against its playback deadline, and an underrun when it was late."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.hincrby(COUNTERS_KEY, _field(JAM_CHUNKS, model), 1)
+    if lateness_s > 0:
+        pipe.hincrby(COUNTERS_KEY, _field(JAM_UNDERRUNS, model), 1)
+    _observe(pipe, JAM_LATENESS, JAM_KIND, model, lateness_s)
     pipe.execute()
 
 

@@ -20,6 +20,7 @@ from soundstage_api.routes import (
     embed,
     files,
     generate,
+    jam,
     jobs,
     magenta,
     magenta_model,
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         try:
             await state.waiter.aclose()
+            await state.jams.aclose()
         finally:
             state.close()
 
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         embed,
         magenta,
         magenta_model,
+        jam,
         separate,
         jobs,
         files,

@@ -16,9 +16,13 @@ from soundstage.queue import create_celery_app
 from soundstage.settings import Settings
 from soundstage.storage import ObjectStore, open_store
 from soundstage_api.capabilities import CapabilityCache
+from soundstage_api.jam_sessions import JamSessions
 from soundstage_api.key_ring import KeyRing
 from soundstage_api.rate_limits import RateLimits
 from soundstage_api.waiting import JobWaiter
+
+JAM_MAX_CONNECTIONS = 512
+"""Redis connections one API process's jams use at once (each waiting `next` and each socket's relay hold one)."""
 
 
 @dataclass
@@ -34,6 +38,8 @@ class AppState:
     limits: RateLimits
     waiter: JobWaiter
     """Waits for jobs to finish (`Prefer: wait`, the compatibility APIs); its Redis pool is closed on shutdown."""
+    jams: JamSessions
+    """Jam sessions' Redis (soundstage_api.jam_sessions), an asynchronous pool of its own."""
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     @classmethod
@@ -58,6 +64,7 @@ class AppState:
             keys=KeyRing(settings, ApiKeyStore(sessions)),
             limits=RateLimits(settings),
             waiter=JobWaiter(redis_url, settings.sync_wait_max_connections),
+            jams=JamSessions(redis_url, JAM_MAX_CONNECTIONS),
         )
 
     def close(self) -> None:

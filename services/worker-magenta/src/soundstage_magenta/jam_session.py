@@ -25,6 +25,8 @@ SESSION_GAIN = 2.0
 """+6 dB: undoes the fixed 0.5 Magenta RT writes with, so a jam plays at the level the model makes (one gain
 for the whole session: a gain measured and changed on the way would be heard as a step)."""
 LIMIT_KNEE = 0.9
+CROSSFADE_SECONDS = 0.04
+"""How long the old stream fades out under the new one at a reseed."""
 Samples = np.ndarray[Any, np.dtype[np.float32]]
 
 
@@ -107,6 +109,34 @@ class JamSession:
         for name, value in (("temperature", temperature), ("top_k", top_k), ("cfg_musiccoca", guidance_weight)):
             if value is not None:
                 self._knobs[name] = value
+
+    def reseed(self, prime: Samples, *, seed: int) -> None:
+        """Start the stream again from ``prime`` ((2, n) at SAMPLE_RATE, its end in whole frames: a loop, or
+        what the client hears), sampling from ``seed``, heard from the next chunk. The old stream's next
+        CROSSFADE_SECONDS fade out under the new one's start (equal power), so the switch has no click; the
+        chunk boundaries stay where they were (bar-exact)."""
+        fade = max(1, round(CROSSFADE_SECONDS * self.rate))
+        while self._pending.shape[1] < fade:
+            self._pending = np.concatenate([self._pending, self._generate(1)], axis=1)
+        old = self._pending
+        codes = self._system.encode_loop(np.ascontiguousarray(prime.T))
+        self._state = self._system.prime(
+            codes,
+            self._tokens,
+            temperature=float(self._knobs["temperature"]),
+            top_k=int(self._knobs["top_k"]),
+            cfg_musiccoca=float(self._knobs["cfg_musiccoca"]),
+            state=self._system.new_state(seed),
+        ).state
+        self._skip = self._system.output_latency_frames * SAMPLES_PER_FRAME
+        new = np.zeros((CHANNELS, 0), np.float32)
+        while new.shape[1] < old.shape[1]:
+            missing = (old.shape[1] - new.shape[1]) * SAMPLE_RATE / self.rate
+            frames = max(1, math.ceil((missing + self._skip) / SAMPLES_PER_FRAME))
+            new = np.concatenate([new, self._generate(frames)], axis=1)
+        ramp = np.linspace(0.0, np.pi / 2, fade, dtype=np.float32)
+        mixed = old[:, :fade] * np.cos(ramp) + new[:, :fade] * np.sin(ramp)
+        self._pending = np.concatenate([mixed.astype(np.float32), new[:, fade:]], axis=1)
 
     def next_chunk(self) -> Chunk:
         """The next bar-exact chunk of the stream. Only the frames it still needs are generated (what is left

@@ -23,13 +23,13 @@ from soundstage.audio import decode_audio, limit_peaks, measure_loudness, normal
 from soundstage.db import Job
 from soundstage.errors import AppError, ErrorCode
 from soundstage.jobrunner import JobOutput, ProgressReporter
-from soundstage.schemas import AudioFormat, LoopJobParams, LoudnessMode
+from soundstage.schemas import AudioFormat, LoopJobParams, LoudnessMode, StylePrompt
 from soundstage.schemas.loop import MAX_LOOP_SECONDS, PRIME_SECONDS
 from soundstage.schemas.magenta_model import MEAN_ASSET
 from soundstage.storage import ObjectStore
 from soundstage_magenta.engine import MagentaEngine
 from soundstage_magenta.finetune import NO_ASSETS, SteeringAssets
-from soundstage_magenta.job import blend, embed_prompt, generate_frames, generation_result, store_audio
+from soundstage_magenta.job import Embedding, blend, embed_prompt, generate_frames, generation_result, store_audio
 from soundstage_magenta.system import CHANNELS, SAMPLE_RATE, SAMPLES_PER_FRAME, MagentaSystem
 
 DEFAULT_LUFS = -14.0
@@ -145,18 +145,43 @@ def run_loop(job: Job, engine: MagentaEngine, store: ObjectStore, report: Progre
 def steered_style(
     params: LoopJobParams, system: MagentaSystem, store: ObjectStore, assets: SteeringAssets
 ) -> list[int] | None:
-    """The conditioning tokens of the job's style: the weighted mean of its prompts' embeddings and, steered,
-    of the finetune's mean style (weight `mean`) and centroids (`centroid_weights`), the weights normalised
+    """The conditioning tokens of the job's style (``steered_embedding``); None without any."""
+    embedding = steered_embedding(
+        params.prompts,
+        mean=params.mean,
+        centroid_weights=params.centroid_weights,
+        system=system,
+        store=store,
+        assets=assets,
+    )
+    return None if embedding is None else system.style_tokens(embedding)
+
+
+def steered_embedding(
+    prompts: list[StylePrompt],
+    *,
+    mean: float,
+    centroid_weights: list[float],
+    system: MagentaSystem,
+    store: ObjectStore,
+    assets: SteeringAssets,
+    extra: list[tuple[Embedding, float]] | None = None,
+) -> Embedding | None:
+    """The weighted mean of the prompts' embeddings, the ``extra`` ones (embedding, weight) and, steered, the
+    finetune's mean style (weight ``mean``) and centroids (``centroid_weights``), the weights normalised
     together; None without any (no style conditioning). AppError `steering_unavailable` for an asset the
     selected finetune does not have."""
-    embeddings = [embed_prompt(prompt, system, store) for prompt in params.prompts]
-    weights = [prompt.weight for prompt in params.prompts]
-    if params.mean > 0:
+    embeddings = [embed_prompt(prompt, system, store) for prompt in prompts]
+    weights = [prompt.weight for prompt in prompts]
+    for embedding, weight in extra or []:
+        embeddings.append(embedding)
+        weights.append(weight)
+    if mean > 0:
         if assets.mean is None:
             raise _no_steering(f"the selected finetune ({assets.repo or 'none'}) has no {MEAN_ASSET}")
         embeddings.append(assets.mean)
-        weights.append(params.mean)
-    for index, weight in enumerate(params.centroid_weights):
+        weights.append(mean)
+    for index, weight in enumerate(centroid_weights):
         if weight <= 0:
             continue
         if assets.centroids is None or index >= assets.centroid_count:
@@ -169,7 +194,7 @@ def steered_style(
     if not embeddings:
         return None
     total = sum(weights)
-    return system.style_tokens(blend(embeddings, [weight / total for weight in weights]))
+    return blend(embeddings, [weight / total for weight in weights])
 
 
 def _no_steering(why: str) -> AppError:

@@ -9,6 +9,7 @@ from soundstage.settings import Settings
 from soundstage_magenta.engine import MagentaEngine
 from soundstage_magenta.finetune import FinetuneFetcher
 from soundstage_magenta.follow import SelectionFollower
+from soundstage_magenta.jam_host import JamHost
 
 
 def build_runtime(settings: Settings) -> PoolRuntime[MagentaEngine]:
@@ -33,8 +34,28 @@ def build_runtime(settings: Settings) -> PoolRuntime[MagentaEngine]:
             runtime.heartbeat.beat()
 
     follower = SelectionFollower(services.redis, settings, engines, beat)
-    runtime.after_load = follower.start
-    runtime.before_stop = follower.stop
+    host = JamHost(
+        services.redis,
+        hostname=services.hostname,
+        capacity=settings.magenta.sessions_per_worker,
+        max_ahead=settings.magenta.max_ahead_chunks,
+        engine_for=runtime.engine_for,
+        models=lambda: [ref for ref, engine in engines.items() if engine.loaded],
+        store=services.store,
+        on_change=beat,
+    )
+    runtime.sessions = host.describe
+
+    def after_load() -> None:
+        follower.start()
+        host.start()  # the slots open once the models are loaded and serve the selection
+
+    def before_stop() -> None:
+        host.stop()
+        follower.stop()
+
+    runtime.after_load = after_load
+    runtime.before_stop = before_stop
     return runtime
 
 

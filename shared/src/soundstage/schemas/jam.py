@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from soundstage.schemas.generate import SEED_MAX
-from soundstage.schemas.loop import MAX_BEATS_PER_BAR, MAX_BPM, MIN_BPM, TARGET_SAMPLE_RATES
+from soundstage.schemas.loop import MAX_BEATS_PER_BAR, MAX_BPM, MIN_BPM, TARGET_SAMPLE_RATES, StyleList
 from soundstage.schemas.magenta_model import MAX_CENTROIDS, ModelSelection
 from soundstage.schemas.style import MAX_STYLE_PROMPTS, StylePrompt
 
@@ -83,3 +83,136 @@ class ChunkMetadata(BaseModel):
     guidance_weight: float = Field(description="Guidance the chunk was generated with.")
     temperature: float = Field(description="Temperature the chunk was generated with.")
     topk: int = Field(description="Top-k the chunk was generated with.")
+
+
+SessionId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[\w-]+$")]
+
+
+class JamOptions(BaseModel):
+    """`POST /magenta/jam/start`'s form fields (the research API's names and defaults)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    bpm: float = Field(ge=MIN_BPM, le=MAX_BPM, description=f"Tempo, {MIN_BPM:g}-{MAX_BPM:g} beats a minute.")
+    bars_per_chunk: int = Field(
+        default=DEFAULT_BARS_PER_CHUNK, ge=1, le=MAX_BARS_PER_CHUNK, description="Bars in each chunk. Default 4."
+    )
+    beats_per_bar: int = Field(default=4, ge=1, le=MAX_BEATS_PER_BAR, description="Beats in a bar. Default 4.")
+    styles: StyleList = Field(default="", description='Comma-separated text styles ("acid house, techno").')
+    style_weights: str = Field(default="", description="Comma-separated positive weights, one per style.")
+    loop_weight: float = Field(
+        default=1.0, ge=0.0, le=1000.0, description="Weight of the loop's own style among the styles. Default 1."
+    )
+    guidance_weight: float = Field(default=5.0, ge=0.0, le=10.0, description="Classifier-free guidance, 0-10.")
+    temperature: float = Field(default=1.1, gt=0.0, le=4.0, description="Sampling temperature. Default 1.1.")
+    topk: int = Field(
+        default=40, ge=1, le=1024, validation_alias=AliasChoices("topk", "top_k"), description="Top-k, 1-1024."
+    )
+    target_sample_rate: int | None = Field(
+        default=None, description="44100 or 48000. Default: the loop's rate when it is one of them, else 48000."
+    )
+    seed: int = Field(default=-1, ge=-1, le=SEED_MAX, description="Random seed; -1 (default) picks one.")
+    model: str | None = Field(default=None, description="Magenta RT model. Default: the selected one.")
+    mean: float = Field(default=0.0, ge=0.0, le=1000.0, description="Weight of the finetune's mean style.")
+    centroid_weights: str = Field(
+        default="", max_length=2000, description="Comma-separated weights of the finetune's style centroids."
+    )
+
+    @field_validator("target_sample_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+    @field_validator("target_sample_rate")
+    @classmethod
+    def _known_rate(cls, value: int | None) -> int | None:
+        if value is not None and value not in TARGET_SAMPLE_RATES:
+            raise ValueError(f"target_sample_rate must be one of {', '.join(map(str, TARGET_SAMPLE_RATES))}")
+        return value
+
+    @property
+    def chunk_seconds(self) -> float:
+        return self.bars_per_chunk * self.beats_per_bar * 60.0 / self.bpm
+
+
+class JamUpdateOptions(BaseModel):
+    """`POST /magenta/jam/update`: what changes, from the next chunk (a field not sent stays as it is)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    session_id: SessionId = Field(description="The session.")
+    styles: StyleList | None = Field(default=None, description="Comma-separated text styles (replace the old ones).")
+    style_weights: str | None = Field(default=None, description="Comma-separated weights, one per style.")
+    loop_weight: float | None = Field(default=None, ge=0.0, le=1000.0, description="Weight of the loop's style.")
+    guidance_weight: float | None = Field(default=None, ge=0.0, le=10.0, description="Classifier-free guidance.")
+    temperature: float | None = Field(default=None, gt=0.0, le=4.0, description="Sampling temperature.")
+    topk: int | None = Field(
+        default=None, ge=1, le=1024, validation_alias=AliasChoices("topk", "top_k"), description="Top-k."
+    )
+    mean: float | None = Field(default=None, ge=0.0, le=1000.0, description="Weight of the finetune's mean style.")
+    centroid_weights: str | None = Field(default=None, max_length=2000, description="Weights of the centroids.")
+    use_current_mix_as_style: bool = Field(
+        default=False, description="Blend in the style of the jam's last chunk (what is playing)."
+    )
+    style_ramp_seconds: float | None = Field(
+        default=None, ge=0.0, le=300.0, description="Glide to the new style over about this many seconds."
+    )
+
+
+class JamStarted(BaseModel):
+    """`POST /magenta/jam/start`'s answer."""
+
+    session_id: str = Field(description="The session: pass it to every other jam route.")
+    status: str = Field(description="`started`.")
+    model: str = Field(description="The model the jam runs on.")
+    random_weights: bool = Field(description="True for `random:` test models (the audio is noise-like).")
+    checkpoint: str | None = Field(description="The finetune checkpoint served (repo@step), or null.")
+    steering_assets: dict[str, object] = Field(description="`mean` (bool) and `centroids` (count) the jam can steer.")
+    bpm: float = Field(description="Tempo.")
+    bars_per_chunk: int = Field(description="Bars per chunk.")
+    beats_per_bar: int = Field(description="Beats in a bar.")
+    chunk_duration_seconds: float = Field(description="Seconds each chunk lasts.")
+    target_sample_rate: int = Field(description="Sample rate of the chunks.")
+    seed: int = Field(description="The stream's seed.")
+
+
+class JamChunk(BaseModel):
+    index: int = Field(description="The chunk's number; the first is 1.")
+    audio_base64: str = Field(description="The chunk: a 16-bit PCM WAV file, base64.")
+    metadata: ChunkMetadata = Field(description="Its tempo, length and the knobs it was made with.")
+    lateness_seconds: float = Field(description="How late it was ready for its playback deadline (0: in time).")
+
+
+class JamNext(BaseModel):
+    """`GET /magenta/jam/next`'s answer."""
+
+    chunk: JamChunk = Field(description="The next chunk.")
+
+
+class JamStatus(BaseModel):
+    """`GET /magenta/jam/status`."""
+
+    session_id: str = Field(description="The session.")
+    running: bool = Field(description="Whether it still streams.")
+    state: str = Field(description="`starting`, `running` or `ended`.")
+    last_generated_index: int = Field(description="The newest chunk made.")
+    last_delivered_index: int = Field(description="The newest chunk handed to the client.")
+    last_consumed_index: int = Field(description="The newest chunk the client consumed.")
+    buffer_ahead: int = Field(description="Chunks made past the last consumed one.")
+    queued_chunks: int = Field(description="Chunks made and not handed to the client yet.")
+    max_ahead_chunks: int = Field(description="How far past the last consumed chunk the jam goes.")
+    bpm: float = Field(description="Tempo.")
+    beats_per_bar: int = Field(description="Beats in a bar.")
+    bars_per_chunk: int = Field(description="Bars per chunk.")
+    chunk_duration_seconds: float = Field(description="Seconds each chunk lasts.")
+    target_sample_rate: int = Field(description="Sample rate of the chunks.")
+    worker: str | None = Field(description="The worker holding it.")
+    end_reason: str | None = Field(description="Why it ended, once it has.")
+    end_code: str | None = Field(description="The code of an end it was not asked for (`worker_lost`, ...).")
+
+
+class JamStopped(BaseModel):
+    """`POST /magenta/jam/stop` and `/magenta/jam/stop_all`."""
+
+    stopped: list[str] = Field(description="The sessions told to stop.")
+    ok: bool = Field(description="True.")

@@ -112,7 +112,8 @@ class ModelSelectRequest(BaseModel):
         default=False, description="Answer once every magenta worker serves the new checkpoint (or the wait ends)."
     )
     stop_active: bool = Field(
-        default=True, description="Stop jams running on the old checkpoint (none run in this version)."
+        default=True,
+        description="Stop every running jam (false: they go on, on the checkpoint they started with).",
     )
     dry_run: bool = Field(default=False, description="Check and resolve the selection; change nothing.")
 
@@ -186,7 +187,7 @@ class SelectAnswer(BaseModel):
     target_revision: str = Field(description="The repository's revision.")
     target_step: int | None = Field(description="The resolved step; null: the size's own weights.")
     assets_repo: str | None = Field(description="Where the steering assets come from; null: none.")
-    active_jam: bool = Field(description="Whether a jam was running (jams are not in this version: false).")
+    active_jam: bool = Field(description="Whether a jam was running (`stop_active` stopped them).")
     version: int | None = Field(default=None, description="The selection's version (null with dry_run).")
     prewarmed: bool | None = Field(
         default=None, description="With prewarm: whether every live magenta worker served it before the answer."
@@ -203,7 +204,7 @@ class ModelConfig(BaseModel):
     selected_step: str | None = Field(description="The selected step as text (`latest` at boot); null: none.")
     assets_repo: str | None = Field(description="Where the steering assets come from; null: none.")
     loaded: bool = Field(description="Every live magenta worker serves the selection (and there is one).")
-    active_jam: bool = Field(description="Whether a jam is running (jams are not in this version: false).")
+    active_jam: bool = Field(description="Whether a jam is running.")
     local_checkpoint_dir: str | None = Field(description="Where the checkpoint lies on a worker serving it.")
     mean_loaded: bool = Field(description="A worker serving it holds `mean_style_embed.npy`.")
     centroids_loaded: bool = Field(description="A worker serving it holds `cluster_centroids.npy`.")

@@ -25,6 +25,30 @@ class ModelCapabilities(BaseModel):
     random_weights: bool = Field(default=False, description="True for `random:` test models.")
 
 
+class SessionSlot(BaseModel):
+    """One jam session a magenta worker holds."""
+
+    session_id: str = Field(description="The session.")
+    model: str = Field(description="The model it runs on.")
+    pace: str = Field(description="`asap` or `realtime`.")
+    chunks: int = Field(description="Chunks generated.")
+    underruns: int = Field(description="Chunks ready after their playback deadline.")
+    max_lateness_seconds: float = Field(description="The latest a chunk was, past its playback deadline.")
+    first_chunk_seconds: float | None = Field(description="Time from the session's start to its first chunk.")
+    real_time_factor: float | None = Field(description="Seconds of audio per second of generation.")
+
+
+class JamSlots(BaseModel):
+    """A magenta worker's jam slots (MAGENTA_SESSIONS_PER_WORKER)."""
+
+    capacity: int = Field(description="Slots.")
+    used: int = Field(description="Slots holding a session.")
+    free: int = Field(description="Slots free.")
+    chunks: int = Field(description="Chunks this worker has generated for jams since it started.")
+    underruns: int = Field(description="Of them, chunks that were late for their playback deadline.")
+    sessions: list[SessionSlot] = Field(default_factory=list, description="The sessions it holds.")
+
+
 class WorkerInfo(BaseModel):
     """What a live worker reports about itself (refreshed while it runs)."""
 
@@ -52,6 +76,7 @@ class WorkerInfo(BaseModel):
         default_factory=list,
         description="Magenta: which checkpoint (finetune repository and step) each model serves, its steering assets.",
     )
+    jam: JamSlots | None = Field(default=None, description="Magenta: its jam slots and the sessions in them.")
     seen_at: datetime = Field(description="Last heartbeat (UTC).")
 
 

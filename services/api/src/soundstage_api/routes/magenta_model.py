@@ -9,6 +9,7 @@ serves it; a selection no worker can load is rolled back to the one before. Read
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from functools import partial
 from typing import Annotated
@@ -43,6 +44,7 @@ from soundstage_api.uploads import form_error
 
 PREWARM_POLL_SECONDS = 0.25
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/magenta/model", route_class=GuardedRoute, tags=["magenta research API"])
 MayAdminister = Depends(RequireScope(Scope.ADMIN))
 
@@ -77,10 +79,13 @@ async def select_model(body: ModelSelectRequest, state: State) -> SelectAnswer:
         target_revision=target.revision,
         target_step=target.step if isinstance(target.step, int) else None,
         assets_repo=target.assets_repo,
-        active_jam=False,
+        active_jam=await state.jams.active(),
     )
     if body.dry_run:
         return answer
+    if body.stop_active and answer.active_jam:
+        stopped = await state.jams.stop_running("the model was switched", everyone=True)
+        logger.info("model select: stopped %d running jam(s)", len(stopped))
     previous = await run_in_threadpool(selected, state)
     published = await run_in_threadpool(magenta_selection.publish, state.redis, target)
     if published is None:  # only a conditional publish can be refused
@@ -93,12 +98,13 @@ async def select_model(body: ModelSelectRequest, state: State) -> SelectAnswer:
 
 
 @router.get("/config", dependencies=[ApiKey], response_model=ModelConfig, summary="The selected checkpoint")
-def model_config(state: State) -> ModelConfig:
+async def model_config(state: State) -> ModelConfig:
     """The selection in force and whether the live magenta workers serve it (`loaded`), with its steering
     assets as they hold them."""
-    selection = selected(state)
-    entries = serving_entries(state, selection.size)
+    selection = await run_in_threadpool(selected, state)
+    entries = await run_in_threadpool(serving_entries, state, selection.size)
     current = [entry for _, entry in entries if _serves(entry, selection)]
+    workers = await run_in_threadpool(_workers, state, selection.size)
     return ModelConfig(
         size=selection.size,
         repo=selection.repo,
@@ -106,14 +112,14 @@ def model_config(state: State) -> ModelConfig:
         selected_step=None if selection.step is None else str(selection.step),
         assets_repo=selection.assets_repo,
         loaded=bool(entries) and len(current) == len(entries),
-        active_jam=False,
+        active_jam=await state.jams.active(),
         local_checkpoint_dir=next((entry.local_checkpoint_dir for entry in current), None),
         mean_loaded=any(entry.mean_loaded for entry in current),
         centroids_loaded=any(entry.centroids_loaded for entry in current),
         centroid_count=max((entry.centroid_count for entry in current), default=0),
         warmup_done=bool(current),
         version=selection.version,
-        workers=_workers(state, selection.size),
+        workers=workers,
     )
 
 
