@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -45,11 +46,26 @@ def current_request_id() -> str | None:
     return _request_id.get()
 
 
+KEY_IN_PATH = re.compile(r"/k/[^/\s\"'?]+")
+"""A per-key path prefix (soundstage_api.key_path): its key is redacted from every line, whoever logs it
+(uvicorn logs a WebSocket's path as the client sent it, before the app sees it)."""
+
+
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.job_id = _job_id.get() or "-"
         record.request_id = _request_id.get() or "-"
+        if "/k/" in str(record.msg) or any("/k/" in str(arg) for arg in _args(record)):
+            record.msg = KEY_IN_PATH.sub("/k/<redacted>", record.getMessage())
+            record.args = ()
         return True
+
+
+def _args(record: logging.LogRecord) -> tuple[object, ...]:
+    args = record.args
+    if isinstance(args, tuple):
+        return args
+    return tuple(args.values()) if isinstance(args, dict) else ()
 
 
 class JsonFormatter(logging.Formatter):

@@ -1,17 +1,19 @@
 """The HTTP jam under /magenta/jam end to end (the iOS looper's contract), through the package's real
 Magenta worker (random:tiny, MAGENTA_SESSIONS_PER_WORKER=2, MAGENTA_MAX_AHEAD_CHUNKS=2) and real Redis:
 bar-exact chunks that join without a click, next/consume/update/status/stop with their codes, capacity,
-another key's session, and a worker killed mid-session."""
+another key's session, selecting a model (test_jam_ws has capacity and a killed worker)."""
 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from websockets.sync.client import connect
 
 from tests.e2e.magenta.test_bars import loop_file
 from tests.support.audio import DecodedAudio, assert_not_silent, assert_seamless_at, decode
@@ -192,7 +194,9 @@ def test_unknown_sessions_and_bad_requests_get_codes(client: httpx.Client) -> No
     assert all_free(client)  # nothing refused took a slot
 
 
-def test_another_keys_session_is_unknown(stack: Stack, client: httpx.Client, jams: list[str]) -> None:
+def test_a_keys_sessions_are_its_own_and_a_keyless_client_uses_a_per_key_path(
+    stack: Stack, client: httpx.Client, jams: list[str]
+) -> None:
     keyed = Stack(env={**stack.env, "API_KEYS": "alice-key,bob-key"}, log_dir=stack.log_dir / "keyed")
     keyed.log_dir.mkdir(exist_ok=True)
     keyed.start_api()
@@ -216,46 +220,42 @@ def test_another_keys_session_is_unknown(stack: Stack, client: httpx.Client, jam
             30,
             message="stop_all to end alice's session",
         )
+        wait_until(lambda: all_free(client), 60, message="alice's slot to be free")
+
+        # A client that sends no key at all (the iOS looper) is given a per-key base URL instead.
+        keyless = keyed.client()
+        assert start(keyless).status_code == 401
+        base = "/k/alice-key/magenta"
+        assert keyless.get(f"{base}/health").json()["status"] in ("ready", "initializing")
+        jam = keyless.post(
+            f"{base}/jam/start",
+            files={"loop_audio": ("loop.wav", loop_file())},
+            data={"bpm": "120", "bars_per_chunk": "1"},
+        )
+        assert jam.status_code == 200, jam.text
+        keyless_id = jam.json()["session_id"]
+        jams.append(keyless_id)
+        assert keyless.get(f"{base}/jam/next", params={"session_id": keyless_id}).json()["chunk"]["index"] == 1
+        assert alice.get("/magenta/jam/status", params={"session_id": keyless_id}).json()["running"] is True
+        assert bob.get("/magenta/jam/status", params={"session_id": keyless_id}).status_code == 404
+        wrong = keyless.get("/k/mallory-key/magenta/jam/status", params={"session_id": keyless_id})
+        assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "api_key_invalid"
+        assert keyless.post(f"{base}/jam/stop", json={"session_id": keyless_id}).status_code == 200
+        wait_until(lambda: all_free(client), 60, message="the keyless jam's slot to be free")
+
+        # The socket too: no key is refused with an error event; the per-key path passes.
+        socket_url = keyed.url.replace("http://", "ws://")
+        with connect(f"{socket_url}/ws/jam") as refused:
+            error = json.loads(refused.recv(timeout=10))
+            assert error["type"] == "error" and error["code"] == "api_key_missing" and error["fatal"] is True
+        with connect(f"{socket_url}/k/alice-key/magenta/ws/jam") as socket:
+            socket.send(json.dumps({"type": "start", "params": {"styles": "dub"}}))
+            begun = json.loads(socket.recv(timeout=60))
+            assert begun["type"] == "started", begun
+            socket.send(json.dumps({"type": "stop"}))
+        assert keyed.api is not None and "alice-key" not in keyed.api.log_text()  # the path's key is never logged
     finally:
         keyed.stop()
-
-
-def test_full_slots_refuse_with_capacity_and_a_killed_worker_ends_its_session_with_worker_lost(
-    stack: Stack, client: httpx.Client, jams: list[str]
-) -> None:
-    # The package's worker has two slots: both sessions are served.
-    for _ in range(2):
-        jams.append(started(client))
-    for session_id in jams:
-        assert take(client, session_id)["index"] == 1
-    refused = start(client)
-    assert refused.status_code == 429 and refused.json()["error"]["code"] == "capacity"
-    assert int(refused.headers["Retry-After"]) > 0
-    assert [slot["used"] for slot in slots(client)] == [2]
-
-    # A second worker with one slot takes the next session; then everything is full again.
-    second = stack.start_worker(module=MAGENTA, env={"MAGENTA_SESSIONS_PER_WORKER": "1"})
-    try:
-        wait_until(lambda: sorted(s["capacity"] for s in slots(client)) == [1, 2], 300, message=stack.logs())
-        third = started(client)
-        jams.append(third)
-        assert take(client, third)["index"] == 1
-        assert start(client).json()["error"]["code"] == "capacity"
-        status = client.get("/magenta/jam/status", params={"session_id": third}).json()
-        assert status["worker"].endswith(f":{second.pid}")
-
-        second.kill_group()  # mid-session: no goodbye, its lease lapses
-        response = client.get("/magenta/jam/next", params={"session_id": third, "timeout": "20"})
-        while response.status_code == 200:  # the chunks it made before it died are still handed out
-            response = client.get("/magenta/jam/next", params={"session_id": third, "timeout": "20"})
-        assert response.status_code == 404, response.text
-        error = response.json()["error"]
-        assert error["code"] == "session_ended" and error["details"]["code"] == "worker_lost"
-        status = client.get("/magenta/jam/status", params={"session_id": third}).json()
-        assert status["running"] is False and status["end_code"] == "worker_lost"
-    finally:
-        second.stop()
-        stack.workers.remove(second)
 
 
 def test_selecting_a_model_stops_running_jams_unless_told_not_to(client: httpx.Client, jams: list[str]) -> None:

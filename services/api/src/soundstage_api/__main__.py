@@ -9,6 +9,7 @@ import uvicorn
 from soundstage.logs import configure_logging
 from soundstage.settings import Settings
 from soundstage_api.app import create_app
+from soundstage_api.routes.jam_ws import WS_MAX_FRAME_BYTES
 from soundstage_api.transport import TransportLimits, guarded_protocol
 
 
@@ -34,6 +35,8 @@ def main() -> None:
         log_config=None,  # keep our logging set-up
         access_log=False,
         timeout_graceful_shutdown=10,
+        # Above the jam socket's own message limit, so that a message over it gets an error event, not a close.
+        ws_max_size=WS_MAX_FRAME_BYTES,
     )
 
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from soundstage import __version__
 from soundstage.settings import Settings
 from soundstage_api.errors import install_error_handlers
+from soundstage_api.key_path import KeyPathMiddleware
 from soundstage_api.metrics import SoundstageCollector
 from soundstage_api.openapi_doc import install_openapi
 from soundstage_api.request_id import RequestIdMiddleware, requests_counter
@@ -21,6 +22,7 @@ from soundstage_api.routes import (
     files,
     generate,
     jam,
+    jam_ws,
     jobs,
     magenta,
     magenta_model,
@@ -77,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         magenta,
         magenta_model,
         jam,
+        jam_ws,
         separate,
         jobs,
         files,
@@ -88,4 +91,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     install_openapi(app)
     app.add_middleware(RequestIdMiddleware, counter=requests_counter(state.metrics_registry))
+    app.add_middleware(KeyPathMiddleware)  # the outermost: nothing after it sees a key in a path
     return app

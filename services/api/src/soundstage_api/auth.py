@@ -14,6 +14,7 @@ when the same request could `GET /files/<name>`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -23,7 +24,7 @@ from soundstage.errors import AppError, ErrorCode
 from soundstage.keys import Scope
 from soundstage_api.admission import answer_quota_with
 from soundstage_api.own_files import OwnFiles, remember_own_files
-from soundstage_api.state import State
+from soundstage_api.state import AppState, State
 from soundstage_api.viewer import current, may_open, remember_viewer
 
 KEY_HEADER = "X-API-Key"
@@ -124,3 +125,25 @@ ApiKeyOr401 = Depends(require_api_key_401)
 MayGenerate = Depends(RequireScope(Scope.GENERATE))
 MaySeparate = Depends(RequireScope(Scope.SEPARATE))
 MayGenerateOr401 = Depends(RequireScope(Scope.GENERATE, status_code=401, quota_status_code=406))
+
+
+async def authenticate_socket(headers: Mapping[str, str], state: AppState) -> AppError | None:
+    """The key check of a WebSocket (its `X-API-Key` header, or the per-key path prefix that sets it): why
+    it does not pass, or None (the caller is then the socket's viewer)."""
+    key = headers.get(KEY_HEADER.lower()) or None
+    if not await state.keys.auth_enabled():
+        remember_viewer(None)
+        return None
+    caller = await state.keys.resolve(key) if key else None
+    remember_viewer(caller)
+    if not key:
+        return _missing()
+    if caller is None:
+        return AppError(ErrorCode.API_KEY_INVALID, "Invalid API key.", status_code=403)
+    if not caller.scopes or Scope.GENERATE not in caller.scopes:
+        return AppError(ErrorCode.API_KEY_SCOPE, "This API key may not generate.", status_code=403)
+    try:
+        await state.limits.admit_key(caller.owner)
+    except AppError as limited:
+        return limited
+    return None

@@ -11,7 +11,9 @@ from prometheus_client.registry import Collector
 from soundstage import telemetry
 from soundstage.pools import Queue
 from soundstage.queue import queue_key
+from soundstage.schemas import WorkerInfo
 from soundstage.workers import list_workers
+from soundstage_api.jam_slots import with_live_slots
 from soundstage_api.state import AppState
 
 logger = logging.getLogger(__name__)
@@ -22,10 +24,13 @@ _COUNTERS = {
     telemetry.FAILED: ("Jobs that failed.", ["kind", "model", "error_code"]),
     telemetry.CANCELLED: ("Jobs that were cancelled.", ["kind", "model"]),
     telemetry.AUDIO_SECONDS: ("Seconds of audio produced.", ["kind", "model"]),
+    telemetry.JAM_CHUNKS: ("Jam chunks made.", ["model"]),
+    telemetry.JAM_UNDERRUNS: ("Jam chunks ready after their playback deadline.", ["model"]),
 }
 _HISTOGRAMS = {
     telemetry.JOB_DURATION: "Time a worker spent on a completed job.",
     telemetry.QUEUE_WAIT: "Time from submission until a worker started the job.",
+    telemetry.JAM_LATENESS: "How long after its playback deadline a jam chunk was ready (0: in time).",
 }
 
 
@@ -64,6 +69,17 @@ class SoundstageCollector(Collector):
             live.add_metric([queue.value], sum(1 for w in workers if w.queue == queue.value))
         yield depth
         yield live
+        yield self._jam_slots(workers)
+
+    def _jam_slots(self, workers: list[WorkerInfo]) -> Metric:
+        slots = GaugeMetricFamily(
+            "soundstage_jam_slots", "Jam slots of each magenta worker, used and free.", labels=["worker", "state"]
+        )
+        for worker in with_live_slots(self._state.redis, workers):
+            if worker.jam is not None:
+                slots.add_metric([worker.hostname, "used"], worker.jam.used)
+                slots.add_metric([worker.hostname, "free"], worker.jam.free)
+        return slots
 
     def _from_database(self) -> Iterator[Metric]:
         try:

@@ -78,6 +78,37 @@ class SessionFigures:
         return round(self.chunks * chunk_seconds / self.compute_seconds, 3) if self.compute_seconds > 0 else None
 
 
+def window_wait(
+    index: int,
+    *,
+    acknowledged: int,
+    max_ahead: int,
+    realtime: bool,
+    anchor: tuple[float, int] | None,
+    chunk_seconds: float,
+    now: float,
+) -> float:
+    """Seconds chunk ``index`` waits before it is made (0: now): it must be at most ``max_ahead`` chunks past
+    the last one ``acknowledged`` (consumed, or delivered); in real time, also at most ``max_ahead`` chunks
+    past what plays now (``anchor``: (time, chunk) when that chunk started playing)."""
+    if index == 1:
+        return 0.0
+    if index > acknowledged + max_ahead:
+        return IDLE_POLL_SECONDS
+    if realtime and anchor is not None:
+        anchor_time, anchor_index = anchor
+        return max(0.0, anchor_time + (index - anchor_index - max_ahead) * chunk_seconds - now)
+    return 0.0
+
+
+def lateness_of(index: int, ready: float, anchor: tuple[float, int], chunk_seconds: float) -> float:
+    """How long after its playback deadline chunk ``index`` was ready at ``ready`` (0: in time): the deadline
+    is when it would start playing, playing on without a break from ``anchor`` ((time, chunk) when that
+    chunk started playing)."""
+    anchor_time, anchor_index = anchor
+    return max(0.0, ready - (anchor_time + (index - anchor_index) * chunk_seconds))
+
+
 class JamRunner:
     def __init__(
         self,
@@ -229,17 +260,16 @@ class JamRunner:
 
     def _wait_before(self, index: int) -> float:
         """Seconds chunk ``index`` must wait for its window (0: make it now)."""
-        if index == 1:
-            return 0.0
-        consumed, delivered = self._link.window()
-        acknowledged = consumed if (self._explicit or consumed > 0) else max(consumed, delivered)
-        if index > acknowledged + self._max_ahead:
-            return IDLE_POLL_SECONDS
-        if self.start.pace is Pace.REALTIME and self._anchor is not None:
-            anchor_time, anchor_index = self._anchor
-            allowed_at = anchor_time + (index - anchor_index - self._max_ahead) * self._params.chunk_seconds
-            return max(0.0, allowed_at - time.time())
-        return 0.0
+        consumed, delivered = self._link.window() if index > 1 else (0, 0)
+        return window_wait(
+            index,
+            acknowledged=consumed if (self._explicit or consumed > 0) else max(consumed, delivered),
+            max_ahead=self._max_ahead,
+            realtime=self.start.pace is Pace.REALTIME,
+            anchor=self._anchor,
+            chunk_seconds=self._params.chunk_seconds,
+            now=time.time(),
+        )
 
     def _publish(self, session: JamSession) -> None:
         began = time.monotonic()
@@ -248,8 +278,7 @@ class JamRunner:
         ready = time.time()
         if self._anchor is None:
             self._anchor = (ready, 1)
-        anchor_time, anchor_index = self._anchor
-        lateness = max(0.0, ready - (anchor_time + (chunk.index - anchor_index) * self._params.chunk_seconds))
+        lateness = lateness_of(chunk.index, ready, self._anchor, self._params.chunk_seconds)
         figures = self.figures
         figures.chunks += 1
         figures.compute_seconds += compute

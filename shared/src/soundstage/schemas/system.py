@@ -109,6 +109,13 @@ class Health(BaseModel):
     queues: list[QueueInfo] = Field(description="Each queue's depth, workers and served models.")
     workers: list[WorkerInfo] = Field(description="Live workers (heartbeat within 30 s).")
     auth_enabled: bool = Field(description="False when neither API_KEY nor API_KEYS is set.")
+    ok: bool = Field(default=True, description="True while the API answers (the research API's field).")
+    mode: str = Field(default="serve", description="`serve` (the research API's field: this server generates).")
+    warmed: bool = Field(
+        default=False,
+        description="Whether a magenta worker has its model loaded and compiled (the research API's field: its "
+        "web tester waits for it before opening the jam socket).",
+    )
     problems: dict[str, str] = Field(
         default_factory=dict,
         description="Per pool that cannot serve right now, why: no live worker (its jobs wait in the queue), its "

@@ -23,11 +23,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
-from soundstage.audio import probe_audio
 from soundstage.errors import AppError, ErrorCode
-from soundstage.schemas import ErrorBody, StylePrompt
+from soundstage.schemas import ErrorBody
 from soundstage.schemas.jam import (
     JamChunk,
     JamNext,
@@ -41,21 +39,16 @@ from soundstage.schemas.jam import (
 )
 from soundstage.schemas.jam_stream import (
     Consumption,
-    JamStart,
     Pace,
     ReseedControl,
     SpliceControl,
-    UpdateControl,
 )
-from soundstage.schemas.loop import MAX_LOOP_SECONDS, TARGET_SAMPLE_RATES
-from soundstage.schemas.magenta_model import ModelSelection
+from soundstage.schemas.loop import MAX_LOOP_SECONDS
 from soundstage_api.auth import ApiKey, MayGenerate
 from soundstage_api.guarded_route import GuardedRoute
+from soundstage_api.jam_requests import begin, prepare_start, store_upload, update_control
 from soundstage_api.jam_sessions import SessionRecord, not_found, session_ended
 from soundstage_api.json_text import loads_bounded
-from soundstage_api.magenta_checkpoint import centroid_weights, check_steering, model_and_checkpoint
-from soundstage_api.routes.generate import resolve_seed
-from soundstage_api.routes.style import blend_prompts
 from soundstage_api.state import AppState, State
 from soundstage_api.uploads import (
     MAX_FIELD_BYTES,
@@ -122,22 +115,6 @@ async def running(state: AppState, session_id: str) -> SessionRecord:
     return record
 
 
-async def store_upload(state: AppState, form: ReceivedForm, name_stem: str, loc: str) -> str:
-    """The uploaded file checked as audio (422 `audio_*`) and stored as ``<name_stem>.<format>``."""
-    try:
-        decoded = await run_in_threadpool(probe_audio, form.file_path, max_seconds=MAX_LOOP_SECONDS)
-    except AppError as error:
-        error.details = [{"loc": ["body", loc], "msg": error.message, "type": error.code.value}]
-        raise
-    name = f"{name_stem}.{decoded.format}"
-    try:
-        await run_in_threadpool(state.store.put_file, name, form.file_path)
-    except Exception as error:
-        logger.warning("jam: could not store %s: %s", name, error)
-        raise AppError(ErrorCode.STORAGE_UNAVAILABLE, "Storage is unavailable; try again.", status_code=503) from error
-    return name
-
-
 def _start_schema() -> dict[str, object]:
     return multipart_body_schema(
         JamOptions,
@@ -163,51 +140,19 @@ async def start_jam(request: Request, state: State) -> JamStarted:
     """Start a jam session at `bpm` from `loop_audio` (its last 10 s prime the model; its style weighs
     `loop_weight` beside `styles`) or from `styles` alone; chunks of `bars_per_chunk` bars follow, from
     `GET /magenta/jam/next`."""
-    session_id = uuid.uuid4().hex
-    loop_name: str | None = None
     async with received(request, state, LOOP_PART) as form:
         options = parse_form_parameters(form.fields, JamOptions, file_field=None, file_received=False)
-        texts = blend_prompts(
-            options.styles, options.style_weights, texts_field="styles", weights_field="style_weights", required=False
+        start = await prepare_start(
+            state,
+            options,
+            loop=form.file_path if form.file_received else None,
+            pace=Pace.ASAP,
+            consumption=Consumption.EXPLICIT,
         )
-        limit = state.settings.magenta.max_chunk_seconds
-        if options.chunk_seconds > limit:
-            raise form_error(
-                f"{options.bars_per_chunk} bars of {options.beats_per_bar} beats at {options.bpm:g} bpm last "
-                f"{options.chunk_seconds:.1f} s; a chunk lasts at most {limit:g} s (MAGENTA_MAX_CHUNK_SECONDS).",
-                ["body", "bars_per_chunk"],
-            )
-        model, checkpoint = await run_in_threadpool(model_and_checkpoint, state, options.model)
-        steering = centroid_weights(options.centroid_weights)
-        await run_in_threadpool(check_steering, state, checkpoint, options.mean, steering)
-        if not form.file_received and not texts and not (options.mean > 0 or any(steering)):
-            raise form_error("send loop_audio, or at least one style in styles.", ["body", LOOP_PART])
-        rate = options.target_sample_rate or DEFAULT_RATE
-        if form.file_received:
-            loop_name = await store_upload(state, form, f"jam-{session_id}_loop", LOOP_PART)
-            if options.target_sample_rate is None:
-                decoded = await run_in_threadpool(probe_audio, form.file_path, max_seconds=MAX_LOOP_SECONDS)
-                rate = decoded.sample_rate if decoded.sample_rate in TARGET_SAMPLE_RATES else DEFAULT_RATE
-    prompts = list(texts)
-    if loop_name is not None and options.loop_weight > 0:
-        prompts.append(StylePrompt(audio=loop_name, weight=options.loop_weight))
-    params = _params(options, prompts, rate, loop_name, checkpoint=checkpoint, steering=steering)
-    start = JamStart(
-        session_id=session_id,
-        owner=current_viewer().owner,
-        model=model,
-        params=params,
-        pace=Pace.ASAP,
-        consumption=Consumption.EXPLICIT,
-    )
-    try:
-        started = await state.jams.start(start, idle_seconds=state.settings.magenta.jam_idle_seconds)
-    except AppError:
-        if loop_name is not None:
-            await run_in_threadpool(_forget, state, loop_name)
-        raise
+    started = await begin(state, start)
+    params = start.params
     return JamStarted(
-        session_id=session_id,
+        session_id=start.session_id,
         status="started",
         model=started.model,
         random_weights=started.random_weights,
@@ -220,39 +165,6 @@ async def start_jam(request: Request, state: State) -> JamStarted:
         target_sample_rate=params.target_sample_rate,
         seed=params.seed,
     )
-
-
-def _params(
-    options: JamOptions,
-    prompts: list[StylePrompt],
-    rate: int,
-    loop: str | None,
-    *,
-    checkpoint: ModelSelection | None,
-    steering: list[float],
-) -> JamParams:
-    return JamParams(
-        bpm=options.bpm,
-        bars_per_chunk=options.bars_per_chunk,
-        beats_per_bar=options.beats_per_bar,
-        prompts=prompts,
-        guidance_weight=options.guidance_weight,
-        temperature=options.temperature,
-        top_k=options.topk,
-        target_sample_rate=rate,
-        seed=resolve_seed(options.seed),
-        mean=options.mean,
-        centroid_weights=steering,
-        loop=loop,
-        checkpoint=checkpoint,
-    )
-
-
-def _forget(state: AppState, name: str) -> None:
-    try:
-        state.store.delete(name)
-    except Exception:
-        logger.warning("jam: could not delete %s", name, exc_info=True)
 
 
 @router.get(
@@ -335,35 +247,7 @@ async def update(request: Request, state: State) -> dict[str, Any]:
         styles_sent = "styles" in form.fields  # an empty one clears the text styles
         options = parse_form_parameters(form.fields, JamUpdateOptions, file_field=None, file_received=False)
     record = await running(state, options.session_id)
-    prompts = None
-    if styles_sent:
-        prompts = blend_prompts(
-            options.styles or "",
-            options.style_weights,
-            texts_field="styles",
-            weights_field="style_weights",
-            required=False,
-        )
-    weights = None if options.centroid_weights is None else centroid_weights(options.centroid_weights)
-    params = JamParams.model_validate(record.params)
-    await run_in_threadpool(
-        check_steering,
-        state,
-        params.checkpoint,
-        options.mean if options.mean is not None else params.mean,
-        weights if weights is not None else params.centroid_weights,
-    )
-    control = UpdateControl(
-        prompts=prompts,
-        mean=options.mean,
-        centroid_weights=weights,
-        use_current_mix_as_style=options.use_current_mix_as_style,
-        loop_weight=options.loop_weight,
-        temperature=options.temperature,
-        top_k=options.topk,
-        guidance_weight=options.guidance_weight,
-        style_ramp_seconds=options.style_ramp_seconds,
-    )
+    control = await update_control(state, record, options, styles_sent=styles_sent)
     await state.jams.send(options.session_id, control)
     return {"ok": True, "session_id": options.session_id, "applied_from": "the next chunk"}
 
@@ -383,7 +267,9 @@ async def reseed(request: Request, state: State) -> dict[str, Any]:
         await running(state, session_id)
         name = None
         if form.file_received:
-            name = await store_upload(state, form, f"jam-{session_id}_reseed-{uuid.uuid4().hex[:8]}", LOOP_PART)
+            name = await store_upload(
+                state, form.file_path, f"jam-{session_id}_reseed-{uuid.uuid4().hex[:8]}", LOOP_PART
+            )
     await state.jams.send(session_id, ReseedControl(audio=name, seed=seed))
     return {"ok": True, "session_id": session_id, "applied_from": "the next chunk"}
 
@@ -403,7 +289,9 @@ async def reseed_splice(request: Request, state: State) -> dict[str, Any]:
         await running(state, session_id)
         if not form.file_received:
             raise form_error("send the mix as combined_audio.", ["body", COMBINED_PART], "missing")
-        name = await store_upload(state, form, f"jam-{session_id}_splice-{uuid.uuid4().hex[:8]}", COMBINED_PART)
+        name = await store_upload(
+            state, form.file_path, f"jam-{session_id}_splice-{uuid.uuid4().hex[:8]}", COMBINED_PART
+        )
     await state.jams.send(session_id, SpliceControl(audio=name, anchor_bars=anchor))
     return {"ok": True, "session_id": session_id, "applied_from": "the next chunk"}
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from soundstage import __version__, jam_bus, telemetry
+from soundstage import __version__, telemetry
 from soundstage.errors import ErrorCode
 from soundstage.pools import POOLS, Queue
 from soundstage.queue import queue_key
@@ -17,32 +16,13 @@ from soundstage.schemas import ErrorDetail, Health, KindTimes, MetricsJson, Queu
 from soundstage.workers import list_workers
 from soundstage_api.auth import ApiKey
 from soundstage_api.guarded_route import GuardedRoute
+from soundstage_api.jam_slots import with_live_slots
 from soundstage_api.state import AppState, State
 
 logger = logging.getLogger(__name__)
 router = APIRouter(route_class=GuardedRoute, tags=["system"])
 
 _MODEL_QUEUES = {pool.queue.value for pool in POOLS if pool.serves_models}
-
-
-def with_live_slots(redis: Any, workers: list[WorkerInfo]) -> list[WorkerInfo]:
-    """The workers with their jam slots as they are now (the heartbeat's figures may be 10 s old): a worker
-    whose slots closed (it is stopping or gone) shows none."""
-    hosting = [w.hostname for w in workers if w.jam is not None]
-    if not hosting:
-        return workers
-    live = jam_bus.live_slots(redis, hosting)
-    fresh = []
-    for worker in workers:
-        if worker.jam is None:
-            fresh.append(worker)
-            continue
-        jam = None
-        if (slots := live.get(worker.hostname)) is not None:
-            capacity, used = slots
-            jam = worker.jam.model_copy(update={"capacity": capacity, "used": used, "free": max(0, capacity - used)})
-        fresh.append(worker.model_copy(update={"jam": jam}))
-    return fresh
 
 
 @router.get("/health", response_model=Health, summary="Liveness and fleet overview")
@@ -88,6 +68,7 @@ def health(state: State) -> Health:
         ],
         workers=workers,
         auth_enabled=state.keys.enabled(),
+        warmed=any(w.model_loaded for w in workers if w.queue == Queue.MAGENTA.value),
     )
 
 
