@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install install-dev run migrate models test test-unit lint format load fuzz chaos bench-api bench-musicgen bench-demucs bench-magenta bench-soundtrack clean
+.PHONY: help install install-dev run migrate models test test-unit lint format load fuzz chaos bench-api bench-musicgen bench-demucs bench-magenta bench-jam bench-soundtrack clean
 
 help:
 	@echo "make run        start the whole stack in embedded mode on http://127.0.0.1:8000 (PORT=...)"
@@ -29,6 +29,7 @@ help:
 	@echo "make bench-musicgen  MusicGen decoding speed (random:small): the engine against plain generate"
 	@echo "make bench-demucs    Demucs separation speed and memory (random:htdemucs): the engine against apply_model"
 	@echo "make bench-magenta   Magenta RT speed (random:tiny): the engine against magenta-rt's generate, first audio, loop priming"
+	@echo "make bench-jam       jams (random:tiny): first chunk, realtime pacing, sessions one worker keeps in real time"
 	@echo "make bench-soundtrack  a 6-scene 40 s soundtrack (random:small) against one /generate of 40 s"
 
 # The runtime (what `make run` needs) and the test/lint tools are installed separately,
@@ -103,6 +104,10 @@ bench-demucs: install-dev
 
 bench-magenta: install-dev
 	$(BIN)/python -m bench.bench_magenta $(BENCH_ARGS)
+
+bench-jam: install-dev
+	@scripts/ensure-test-servers.sh
+	$(BIN)/python -m bench.bench_jam $(BENCH_ARGS)
 
 bench-soundtrack: install-dev
 	@scripts/ensure-test-servers.sh

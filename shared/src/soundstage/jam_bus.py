@@ -110,17 +110,51 @@ return 0
 """
 
 RAISE_CONSUMED = """
--- KEYS[1]: session hash; ARGV[1]: a consumed index. `consumed` only ever grows.
+-- KEYS[1]: session hash; ARGV[1]: a consumed index (digits). `consumed` only ever grows, and only on a
+-- session that exists (an expired one is not brought back as a hash without a TTL).
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local now = tonumber(redis.call('HGET', KEYS[1], 'consumed') or '0')
-local index = tonumber(ARGV[1])
-if index > now then redis.call('HSET', KEYS[1], 'consumed', index) return index end
+if tonumber(ARGV[1]) > now then redis.call('HSET', KEYS[1], 'consumed', ARGV[1]) return tonumber(ARGV[1]) end
 return now
+"""
+
+SET_IF_EXISTS = """
+-- KEYS[1]: session hash; ARGV[1], ARGV[2]: a field and its value, set only on a session that exists.
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 0
+"""
+
+END_IF_EXISTS = """
+-- KEYS[1]: session hash; ARGV[1]: why. Marks an existing session ended (the client sees it at once).
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'state', 'ended', 'end_reason', ARGV[1])
+end
+return 0
+"""
+
+START_RUNNING = """
+-- KEYS[1]: session hash; ARGV[1]: the worker. `starting` becomes `running`; a session ended meanwhile
+-- (stopped during its start) stays ended. Returns 1 when it runs.
+if redis.call('HGET', KEYS[1], 'state') == 'starting' then
+  redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[1])
+  return 1
+end
+return 0
 """
 
 
 def event_id(after_chunk: int, sequence: int) -> str:
     """The stream id of an entry: chunk k is ``k-1``; the n-th entry after it ``k-(n+1)`` (see the module)."""
     return f"{after_chunk}-{sequence}"
+
+
+MAX_SEQUENCE = 18446744073709551615
+"""The largest sequence number of a stream id: ``last_id_of(d)`` is after every entry of chunk d."""
+
+
+def last_id_of(chunk: int) -> str:
+    """The id after every entry that follows chunk ``chunk`` and before chunk ``chunk + 1``."""
+    return f"{chunk}-{MAX_SEQUENCE}"
 
 
 def encode_event(event: JamEvent, audio: bytes | None = None) -> dict[bytes, bytes]:

@@ -74,6 +74,9 @@ def test_rt_jam_streams_chunks_takes_updates_answers_pings_and_stops(socket: Cli
         assert chunk["metadata"]["temperature"] == pytest.approx(1.1)
         chunk = receive(socket, "chunk")
     assert chunk["metadata"]["temperature"] == pytest.approx(1.4) and chunk["metadata"]["topk"] == 30
+    send(socket, {"type": "consume", "chunk_index": 10**6})
+    too_far = receive(socket, "error")
+    assert too_far["code"] == "validation_error" and too_far["fatal"] is False
     send(socket, {"type": "ping", "t": 42})
     pong = receive(socket, "pong")
     assert pong["t"] == 42 and pong["server_time"] > 0
@@ -208,6 +211,6 @@ def test_health_has_what_a_same_origin_tester_page_reads_and_metrics_show_the_ja
     ]
     assert chunks and float(chunks[0].split()[-1]) >= 1
     assert 'soundstage_jam_chunk_lateness_seconds_bucket{kind="jam",le="0.0",model="random:tiny"}' in metrics
-    assert "# TYPE soundstage_jam_underruns counter" in metrics
+    assert "# TYPE soundstage_jam_underruns_total counter" in metrics
     send(socket, {"type": "stop"})
     receive(socket, "stopped")

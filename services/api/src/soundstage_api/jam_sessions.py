@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 START_WAIT_SECONDS = 60.0
 """How long a start waits for its worker to set the session up (embed the styles, encode the loop)."""
+ENDED_GRACE_READS = 3
+"""Quiet reads (a second each) a follower of an ended session waits for its worker's `stopped`."""
 CAPACITY_RETRY_AFTER = 10
 """`Retry-After` of a start refused for capacity: about a chunk (a session may end in the meantime)."""
 CLIENT_ERRORS = frozenset(
@@ -178,19 +180,21 @@ class JamSessions:
         pipe.expire(jam_bus.owner_key(start.owner), jam_bus.SESSION_TTL_SECONDS)
         pipe.set(jam_bus.client_lease_key(session_id), "1", ex=max(1, round(idle_seconds)))
         pipe.xadd(jam_bus.inbox_key(worker), {"start": start.model_dump_json()})
+        pipe.expire(jam_bus.inbox_key(worker), jam_bus.SESSION_TTL_SECONDS)  # never a key without a TTL
         await pipe.execute()
-        return await self._started(session_id)
+        return await self._started(session_id, idle_seconds)
 
-    async def _started(self, session_id: str) -> StartedEvent:
+    async def _started(self, session_id: str, idle_seconds: float) -> StartedEvent:
         deadline = asyncio.get_running_loop().time() + START_WAIT_SECONDS
         async for entry in self.follow(session_id, "0-0", deadline=deadline):
+            await self.touch(session_id, idle_seconds)  # the client is waiting: its lease must not lapse
             if isinstance(entry.event, StartedEvent):
                 return entry.event
             if isinstance(entry.event, ErrorEvent) and entry.event.fatal:
                 raise failure(entry.event)
             if isinstance(entry.event, StoppedEvent):
                 break
-        await self.send(session_id, StopControl(reason="it did not start in time"))
+        await self.stop(session_id, "it did not start in time")
         raise AppError(
             ErrorCode.SERVICE_UNAVAILABLE, "The jam session could not be started; try again.", status_code=503
         )
@@ -201,10 +205,10 @@ class JamSessions:
         raw = await self.redis.hgetall(jam_bus.session_key(session_id))
         return SessionRecord(session_id, jam_bus.record_fields(raw)) if raw else None
 
-    async def read(self, session_id: str, after: str, block_seconds: float) -> list[Entry]:
+    async def read(self, session_id: str, after: str, block_seconds: float, count: int = 16) -> list[Entry]:
         """The entries after id ``after``, waiting up to ``block_seconds`` for one (0: no wait)."""
         block = max(1, int(block_seconds * 1000)) if block_seconds > 0 else None
-        answer = await self.redis.xread({jam_bus.events_key(session_id): after}, count=16, block=block)
+        answer = await self.redis.xread({jam_bus.events_key(session_id): after}, count=count, block=block)
         entries = []
         for _, items in answer or []:
             for entry_id, fields in items:
@@ -213,35 +217,55 @@ class JamSessions:
         return entries
 
     async def follow(self, session_id: str, after: str, *, deadline: float) -> AsyncIterator[Entry]:
-        """The entries after ``after`` as they come, until ``deadline`` (the loop's clock); ends with a
-        `worker_lost` error and stop when the worker holding the session stops refreshing its lease."""
+        """The entries after ``after`` as they come, until ``deadline`` (the loop's clock) or the session's
+        `stopped`. A session whose worker stopped refreshing its lease ends with a `worker_lost` error and
+        `stopped`; one that ended without its worker writing `stopped` (it died after the end was asked for),
+        or whose keys are gone, ends with a `stopped` made here: a follower never waits forever."""
         loop = asyncio.get_running_loop()
+        quiet = 0
         while (remaining := deadline - loop.time()) > 0:
             entries = await self.read(session_id, after, min(remaining, jam_bus.LEASE_REFRESH_SECONDS))
             for entry in entries:
                 after = entry.id
                 yield entry
-            if not entries and not await self.worker_alive(session_id):
-                for lost in await self.lost(session_id):
-                    yield lost
+                if isinstance(entry.event, StoppedEvent):
+                    return
+            if entries:
+                quiet = 0
+                continue
+            quiet += 1
+            ending = await self._without_worker(session_id, quiet)
+            if ending is not None:
+                for entry in ending:
+                    yield entry
                 return
 
-    async def worker_alive(self, session_id: str) -> bool:
-        """Whether the session's worker still holds it (an ended or unknown session counts as alive: nothing
-        is lost)."""
+    async def _without_worker(self, session_id: str, quiet: int) -> list[Entry] | None:
+        """What ends a follow that heard nothing for ``quiet`` reads, or None to go on: the worker is there,
+        or a session just claimed is still on its way to it."""
         if await self.redis.exists(jam_bus.worker_lease_key(session_id)):
-            return True
+            return None
         record = await self.record(session_id)
-        if record is None or record.ended:
-            return True
-        # A session just claimed may not have reached its worker yet: its host must still be there then.
-        if record.fields.get("state") == "starting":
-            return bool(await self.redis.exists(jam_bus.host_key(record.fields.get("worker", ""))))
-        return False
+        if record is None:
+            return [self._stopped("The session is gone.", None, 0)]
+        if record.ended:
+            if quiet < ENDED_GRACE_READS:  # its worker may be writing `stopped` now
+                return None
+            code = record.fields.get("end_code") or None
+            return [self._stopped(record.fields.get("end_reason") or "it ended", code, record.index("generated"))]
+        if record.fields.get("state") == "starting" and await self.redis.exists(
+            jam_bus.host_key(record.fields.get("worker", ""))
+        ):
+            return None
+        return await self.lost(session_id)
+
+    @staticmethod
+    def _stopped(reason: str, code: str | None, last: int) -> Entry:
+        return Entry("", StoppedEvent(reason=reason, code=code, last_index=last), None)
 
     async def lost(self, session_id: str) -> list[Entry]:
         """End a session whose worker died (its lease lapsed): the error and stop events a worker would
-        have written, for whoever follows it."""
+        have written, for whoever follows it; its stored uploads go."""
         record = await self.record(session_id)
         if record is None or record.ended:
             return []
@@ -258,25 +282,28 @@ class JamSessions:
         last = record.index("generated")
         return [
             Entry("", ErrorEvent(code=ErrorCode.WORKER_LOST.value, message=message, fatal=True), None),
-            Entry("", StoppedEvent(reason=message, code=ErrorCode.WORKER_LOST.value, last_index=last), None),
+            self._stopped(message, ErrorCode.WORKER_LOST.value, last),
         ]
 
     async def take_chunk(self, session_id: str, timeout: float) -> tuple[ChunkEvent, bytes] | None:
         """The chunk after the last one delivered, marked delivered (never to two callers), waiting up to
-        ``timeout`` seconds; None when none came. 404 `session_ended` once the session ended."""
+        ``timeout`` seconds; None when none came. 404 `session_ended` once the session ended (a session whose
+        worker died still hands out the chunks it made first)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             record = await self.record(session_id)
             if record is None:
                 raise not_found(session_id)
-            if record.ended:
+            if record.ended and record.fields.get("end_code") != ErrorCode.WORKER_LOST.value:
                 raise session_ended(record)
             delivered = record.index("delivered")
-            after = jam_bus.event_id(delivered, 1) if delivered else "0-0"
-            remaining = deadline - loop.time()
-            entries = await self.read(session_id, after, min(max(remaining, 0.0), jam_bus.LEASE_REFRESH_SECONDS))
-            chunk = next((e for e in entries if isinstance(e.event, ChunkEvent)), None)
+            remaining = max(0.0, deadline - loop.time())
+            # Entries after chunk d are `d-2`, `d-3`, ... (status, error), then chunk d+1 is `(d+1)-1`: a read
+            # from the largest id of chunk d skips the others and waits for exactly the next chunk.
+            block = 0.0 if record.ended else min(remaining, jam_bus.LEASE_REFRESH_SECONDS)
+            entries = await self.read(session_id, jam_bus.last_id_of(delivered), block, count=1)
+            chunk = entries[0] if entries else None
             if chunk is not None and isinstance(chunk.event, ChunkEvent) and chunk.audio is not None:
                 moved = await self.redis.eval(  # type: ignore[misc,no-untyped-call]
                     jam_bus.ADVANCE_DELIVERED,
@@ -288,9 +315,10 @@ class JamSessions:
                 if moved:
                     return chunk.event, chunk.audio
                 continue  # another call took it: the next one is ours
-            if not entries and not await self.worker_alive(session_id):
-                await self.lost(session_id)
-                continue
+            if record.ended:
+                raise session_ended(record)
+            if await self._without_worker(session_id, ENDED_GRACE_READS) is not None:
+                continue  # it ended (the record now says how): answered above
             if remaining <= 0:
                 return None
 
@@ -308,12 +336,14 @@ class JamSessions:
         consumed = await self.redis.eval(  # type: ignore[misc,no-untyped-call]
             jam_bus.RAISE_CONSUMED, 1, jam_bus.session_key(session_id), str(index)
         )
-        await self.send(session_id, ConsumeControl(index=index))
+        await self.send(session_id, ConsumeControl(index=index, at=time.time()))
         return int(consumed)
 
     async def mark_delivered(self, session_id: str, index: int) -> None:
         """A relay sent chunk ``index`` to its client."""
-        await self.redis.hset(jam_bus.session_key(session_id), "delivered", index)
+        await self.redis.eval(  # type: ignore[misc,no-untyped-call]
+            jam_bus.SET_IF_EXISTS, 1, jam_bus.session_key(session_id), "delivered", str(index)
+        )
 
     async def touch(self, session_id: str, seconds: float) -> None:
         """The client is there: its lease runs ``seconds`` more."""
@@ -324,7 +354,7 @@ class JamSessions:
         the slot)."""
         await self.send(session_id, StopControl(reason=reason))
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(jam_bus.session_key(session_id), mapping={"state": "ended", "end_reason": reason})
+        pipe.eval(jam_bus.END_IF_EXISTS, 1, jam_bus.session_key(session_id), reason)
         pipe.delete(jam_bus.client_lease_key(session_id))
         await pipe.execute()
 
@@ -350,12 +380,16 @@ class JamSessions:
         return False
 
     async def stop_running(self, reason: str, owner: str | None = None, *, everyone: bool) -> list[str]:
-        """Stop every running session of ``owner`` (``everyone``: of all owners); the ids stopped."""
+        """Stop every running session of ``owner`` (``everyone``: of all owners); the ids stopped. Sessions
+        whose keys expired leave the owner's set."""
         ids = await (self.every_session() if everyone else self.owned(owner))
         stopped = []
         for session_id in ids:
             record = await self.record(session_id)
-            if record is not None and not record.ended and (everyone or record.owner == owner):
+            if record is None:
+                await self.redis.srem(jam_bus.owner_key(owner), session_id)  # type: ignore[misc]
+                continue
+            if not record.ended and (everyone or record.owner == owner):
                 await self.stop(session_id, reason)
                 stopped.append(session_id)
         return stopped

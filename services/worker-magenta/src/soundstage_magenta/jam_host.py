@@ -66,7 +66,8 @@ class JamHost:
         self._runners: dict[str, JamRunner] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # no new sessions
+        self._closed = threading.Event()  # its sessions ended: the leases stop too
         self._strays: dict[str, float] = {}
         self._inbox_cursor = "0"
         self.underruns = 0
@@ -87,13 +88,15 @@ class JamHost:
             self._redis.delete(jam_bus.host_key(self.hostname), jam_bus.inbox_key(self.hostname))
         except Exception:
             logger.debug("jam host: could not remove its slots", exc_info=True)
-        with self._lock:
+        with self._lock:  # _begin checks _stop under the same lock: no session starts after this
             runners, threads = list(self._runners.values()), list(self._threads.values())
         for runner in runners:
             runner.request_stop("the worker is stopping", ErrorCode.WORKER_STOPPING.value)
         deadline = time.monotonic() + STOP_WAIT_SECONDS
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        # Leases were refreshed until now, so that the API hears `worker_stopping`, not `worker_lost`.
+        self._closed.set()
 
     def describe(self) -> JamSlots:
         with self._lock:
@@ -122,7 +125,7 @@ class JamHost:
     # -- threads --------------------------------------------------------------------------------------------
 
     def _refresh_loop(self) -> None:
-        while not self._stop.wait(jam_bus.LEASE_REFRESH_SECONDS):
+        while not self._closed.wait(jam_bus.LEASE_REFRESH_SECONDS):
             try:
                 self._refresh()
             except Exception:  # Redis away for a moment: the next refresh tries again
@@ -133,10 +136,12 @@ class JamHost:
             held = list(self._runners)
         pipe = self._redis.pipeline(transaction=False)
         host = jam_bus.host_key(self.hostname)
-        pipe.hset(host, mapping={"capacity": self.capacity, "models": json.dumps(self._models()), "used": len(held)})
-        pipe.expire(host, jam_bus.HOST_TTL_SECONDS)
-        pipe.expire(jam_bus.held_key(self.hostname), jam_bus.HOST_TTL_SECONDS)
-        pipe.expire(jam_bus.inbox_key(self.hostname), jam_bus.SESSION_TTL_SECONDS)
+        if not self._stop.is_set():  # a stopping worker's slots stay closed; its sessions' leases go on
+            fields = {"capacity": self.capacity, "models": json.dumps(self._models()), "used": len(held)}
+            pipe.hset(host, mapping=fields)  # type: ignore[arg-type]
+            pipe.expire(host, jam_bus.HOST_TTL_SECONDS)
+            pipe.expire(jam_bus.held_key(self.hostname), jam_bus.HOST_TTL_SECONDS)
+            pipe.expire(jam_bus.inbox_key(self.hostname), jam_bus.SESSION_TTL_SECONDS)
         for session_id in held:
             pipe.set(jam_bus.worker_lease_key(session_id), self.hostname, ex=jam_bus.WORKER_LEASE_SECONDS)
         pipe.smembers(jam_bus.held_key(self.hostname))
@@ -159,23 +164,20 @@ class JamHost:
         while not self._stop.is_set():
             try:
                 answer = self._redis.xread({inbox: self._inbox_cursor}, count=8, block=1000)
-            except Exception:
+                for _, entries in answer or []:
+                    for entry_id, fields in entries:
+                        self._inbox_cursor = jam_bus.as_text(entry_id) or self._inbox_cursor
+                        self._redis.xdel(inbox, entry_id)
+                        self._begin(fields.get(b"start") or b"")
+            except Exception:  # Redis away for a moment: the loop goes on (its slots stay open)
                 logger.warning("jam host: cannot read its inbox", exc_info=True)
                 self._stop.wait(1.0)
-                continue
-            for _, entries in answer or []:
-                for entry_id, fields in entries:
-                    self._inbox_cursor = jam_bus.as_text(entry_id) or self._inbox_cursor
-                    self._redis.xdel(inbox, entry_id)
-                    self._begin(fields.get(b"start") or b"")
 
     def _begin(self, raw: bytes) -> None:
         try:
             start = JamStart.model_validate_json(raw)
         except ValidationError:
             logger.warning("jam host: skipping a start request that does not parse")
-            return
-        if self._stop.is_set():
             return
         runner = JamRunner(
             start,
@@ -188,12 +190,18 @@ class JamHost:
         )
         thread = threading.Thread(target=self._run, args=(runner,), name=f"soundstage-jam-{start.session_id[:8]}")
         with self._lock:
-            if start.session_id in self._runners:
+            if self._stop.is_set() or start.session_id in self._runners:
                 return
             self._runners[start.session_id] = runner
             self._threads[start.session_id] = thread
-        self._redis.set(jam_bus.worker_lease_key(start.session_id), self.hostname, ex=jam_bus.WORKER_LEASE_SECONDS)
-        thread.start()
+        try:
+            self._redis.set(jam_bus.worker_lease_key(start.session_id), self.hostname, ex=jam_bus.WORKER_LEASE_SECONDS)
+            thread.start()
+        except Exception:
+            with self._lock:  # never a registered session without a thread: its slot would be lost
+                self._runners.pop(start.session_id, None)
+                self._threads.pop(start.session_id, None)
+            raise
         self._on_change()
 
     def _run(self, runner: JamRunner) -> None:

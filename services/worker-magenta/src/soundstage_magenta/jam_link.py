@@ -64,10 +64,14 @@ class SessionLink:
     def window(self) -> tuple[int, int]:
         """(consumed, delivered): the chunks the client consumed and the API delivered."""
         consumed, delivered = self._redis.hmget(self._record, ["consumed", "delivered"])
-        return int(consumed or 0), int(delivered or 0)
+        return _index(consumed), _index(delivered)
 
     def client_present(self) -> bool:
         return bool(self._redis.exists(jam_bus.client_lease_key(self.session_id)))
+
+    def begin_running(self, worker: str) -> bool:
+        """`starting` becomes `running`; False when the session was ended during its start."""
+        return bool(self._redis.eval(jam_bus.START_RUNNING, 1, self._record, worker))  # type: ignore[no-untyped-call]
 
     def exists(self) -> bool:
         return bool(self._redis.exists(self._record))
@@ -87,3 +91,11 @@ class SessionLink:
             pipe.expire(key, jam_bus.ENDED_TTL_SECONDS)
         pipe.delete(jam_bus.worker_lease_key(self.session_id))
         pipe.execute()
+
+
+def _index(raw: bytes | None) -> int:
+    """A chunk index as stored (digits; 0 when unset or unreadable)."""
+    try:
+        return int(raw or 0)
+    except ValueError:
+        return 0

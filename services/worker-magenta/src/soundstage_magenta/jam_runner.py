@@ -187,7 +187,8 @@ class JamRunner:
         session = JamSession(system, params, ramp.tokens, loop=prime)
         info = self._engine.info
         checkpoint = serving.checkpoint()
-        self._link.update(state="running", worker=self._hostname)
+        if not self._link.begin_running(self._hostname):
+            self.request_stop("stopped while it started", None)
         self._link.emit(
             StartedEvent(
                 session_id=self.session_id,
@@ -296,8 +297,8 @@ class JamRunner:
         )
         self._link.emit(event, wav, chunk=chunk.index)
         self._link.update(generated=chunk.index)
-        consumed, delivered = self._link.window()
-        self._link.trim(min(consumed, delivered))
+        _, delivered = self._link.window()
+        self._link.trim(delivered)  # nobody reads a chunk handed out again: its WAV leaves Redis
         self._last_chunk = chunk
         try:
             telemetry.record_jam_chunk(self._redis, self.start.model, lateness)
@@ -312,7 +313,7 @@ class JamRunner:
                 self.request_stop(control.reason, None)
             elif isinstance(control, ConsumeControl):
                 if self._anchor is None or control.index > self._anchor[1]:
-                    self._anchor = (time.time(), control.index)
+                    self._anchor = (control.at or time.time(), control.index)
             elif isinstance(control, UpdateControl):
                 self._update(control, session, ramp, system)
             elif isinstance(control, ReseedControl):
@@ -321,6 +322,10 @@ class JamRunner:
                 self._splice(control, session)
         except AppError as error:  # a bad update is refused; the stream goes on as it was
             self._link.emit(ErrorEvent(code=error.code.value, message=error.message, fatal=False))
+        except Exception:
+            logger.exception("jam %s: a %s control failed", self.session_id, control.type)
+            message = f"The {control.type} could not be applied; the jam goes on as it was."
+            self._link.emit(ErrorEvent(code=ErrorCode.INTERNAL_ERROR.value, message=message, fatal=False))
 
     def _update(self, control: UpdateControl, session: JamSession, ramp: StyleRamp, system: MagentaSystem) -> None:
         restyled = (
@@ -331,13 +336,13 @@ class JamRunner:
             or control.loop_weight is not None
         )
         if restyled:
+            mix = self._mix_embedding(system) if control.use_current_mix_as_style else None
             prompts, mean, centroids, audio = self._prompts, self._mean, self._centroids, self._audio_styles
             if control.loop_weight is not None:
                 self._audio_styles = [(embedding, control.loop_weight) for embedding, _ in audio]
             self._prompts = control.prompts if control.prompts is not None else self._prompts
             self._mean = control.mean if control.mean is not None else self._mean
             self._centroids = control.centroid_weights if control.centroid_weights is not None else self._centroids
-            mix = self._mix_embedding(system) if control.use_current_mix_as_style else None
             try:
                 target = self._target(system, mix, control.mix_weight)
             except AppError:
@@ -400,6 +405,11 @@ class JamRunner:
             logger.warning("jam %s: could not report its failure", self.session_id, exc_info=True)
 
     def _finish(self, last_index: int) -> None:
+        # Uploads sent for controls it never applied (a reseed sent as it stopped) go with it.
+        try:
+            self._delete(set(self._store.names(f"jam-{self.session_id}_")))
+        except Exception:
+            logger.warning("jam %s: could not list its uploads", self.session_id, exc_info=True)
         try:
             self._link.emit(StoppedEvent(reason=self._stop_reason, code=self._stop_code, last_index=last_index))
             self._link.end(end_reason=self._stop_reason, end_code=self._stop_code or "")

@@ -30,6 +30,13 @@ CROSSFADE_SECONDS = 0.04
 Samples = np.ndarray[Any, np.dtype[np.float32]]
 
 
+class Unchanged:
+    """``JamSession.update``'s default for the style: keep it (None means no style conditioning)."""
+
+
+UNCHANGED = Unchanged()
+
+
 @dataclass(frozen=True)
 class Chunk:
     index: int  # the first is 1
@@ -98,13 +105,14 @@ class JamSession:
     def update(
         self,
         *,
-        tokens: list[int] | None = None,
+        tokens: list[int] | Unchanged | None = UNCHANGED,
         temperature: float | None = None,
         top_k: int | None = None,
         guidance_weight: float | None = None,
     ) -> None:
-        """New style or sampling knobs, from the next second generated (None: unchanged)."""
-        if tokens is not None:
+        """New style (``tokens``; None: no style conditioning) or sampling knobs (None: unchanged), from the
+        next second generated."""
+        if not isinstance(tokens, Unchanged):
             self._tokens = tokens
         for name, value in (("temperature", temperature), ("top_k", top_k), ("cfg_musiccoca", guidance_weight)):
             if value is not None:

@@ -14,7 +14,14 @@ from typing import Annotated
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from soundstage.schemas.generate import SEED_MAX
-from soundstage.schemas.loop import MAX_BEATS_PER_BAR, MAX_BPM, MIN_BPM, TARGET_SAMPLE_RATES, StyleList
+from soundstage.schemas.loop import (
+    MAX_BEATS_PER_BAR,
+    MAX_BPM,
+    MIN_BPM,
+    TARGET_SAMPLE_RATES,
+    StyleList,
+    TempoStyleOptions,
+)
 from soundstage.schemas.magenta_model import MAX_CENTROIDS, ModelSelection
 from soundstage.schemas.style import MAX_STYLE_PROMPTS, StylePrompt
 
@@ -88,47 +95,16 @@ class ChunkMetadata(BaseModel):
 SessionId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[\w-]+$")]
 
 
-class JamOptions(BaseModel):
-    """`POST /magenta/jam/start`'s form fields (the research API's names and defaults)."""
+class JamOptions(TempoStyleOptions):
+    """`POST /magenta/jam/start`'s form fields (the research API's names and defaults): the bar routes' tempo,
+    styles and knobs, the chunk length in bars and the loop's own weight."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    bpm: float = Field(ge=MIN_BPM, le=MAX_BPM, description=f"Tempo, {MIN_BPM:g}-{MAX_BPM:g} beats a minute.")
     bars_per_chunk: int = Field(
         default=DEFAULT_BARS_PER_CHUNK, ge=1, le=MAX_BARS_PER_CHUNK, description="Bars in each chunk. Default 4."
     )
-    beats_per_bar: int = Field(default=4, ge=1, le=MAX_BEATS_PER_BAR, description="Beats in a bar. Default 4.")
-    styles: StyleList = Field(default="", description='Comma-separated text styles ("acid house, techno").')
-    style_weights: str = Field(default="", description="Comma-separated positive weights, one per style.")
     loop_weight: float = Field(
         default=1.0, ge=0.0, le=1000.0, description="Weight of the loop's own style among the styles. Default 1."
     )
-    guidance_weight: float = Field(default=5.0, ge=0.0, le=10.0, description="Classifier-free guidance, 0-10.")
-    temperature: float = Field(default=1.1, gt=0.0, le=4.0, description="Sampling temperature. Default 1.1.")
-    topk: int = Field(
-        default=40, ge=1, le=1024, validation_alias=AliasChoices("topk", "top_k"), description="Top-k, 1-1024."
-    )
-    target_sample_rate: int | None = Field(
-        default=None, description="44100 or 48000. Default: the loop's rate when it is one of them, else 48000."
-    )
-    seed: int = Field(default=-1, ge=-1, le=SEED_MAX, description="Random seed; -1 (default) picks one.")
-    model: str | None = Field(default=None, description="Magenta RT model. Default: the selected one.")
-    mean: float = Field(default=0.0, ge=0.0, le=1000.0, description="Weight of the finetune's mean style.")
-    centroid_weights: str = Field(
-        default="", max_length=2000, description="Comma-separated weights of the finetune's style centroids."
-    )
-
-    @field_validator("target_sample_rate", mode="before")
-    @classmethod
-    def _rate(cls, value: object) -> object:
-        return None if value in ("", None) else value
-
-    @field_validator("target_sample_rate")
-    @classmethod
-    def _known_rate(cls, value: int | None) -> int | None:
-        if value is not None and value not in TARGET_SAMPLE_RATES:
-            raise ValueError(f"target_sample_rate must be one of {', '.join(map(str, TARGET_SAMPLE_RATES))}")
-        return value
 
     @property
     def chunk_seconds(self) -> float:

@@ -11,11 +11,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from soundstage.schemas.generate import SEED_MAX
 from soundstage.schemas.jam import ChunkMetadata, JamParams
 from soundstage.schemas.magenta_model import MAX_CENTROIDS
 from soundstage.schemas.style import MAX_STYLE_PROMPTS, StylePrompt
 
 MAX_RAMP_SECONDS = 300.0
+MAX_CHUNK_INDEX = 10_000_000
+"""More chunks than any jam makes (a year of 4 s chunks): bounds every index a client sends."""
 
 
 class Pace(StrEnum):
@@ -69,7 +72,8 @@ class UpdateControl(_Message):
 
 class ConsumeControl(_Message):
     type: Literal["consume"] = "consume"
-    index: int = Field(ge=1)
+    index: int = Field(ge=1, le=MAX_CHUNK_INDEX)
+    at: float = Field(default=0.0, description="Unix time the client consumed it (the API's clock).")
 
 
 class ReseedControl(_Message):
@@ -77,7 +81,7 @@ class ReseedControl(_Message):
 
     type: Literal["reseed"] = "reseed"
     audio: str | None = Field(default=None, description="Stored name of a new loop (None: the session's own).")
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
 
 
 class SpliceControl(_Message):

@@ -15,7 +15,15 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter
 
 from soundstage.schemas.generate import SEED_MAX
 from soundstage.schemas.jam import MAX_BARS_PER_CHUNK, ChunkMetadata, SessionId
-from soundstage.schemas.jam_stream import MAX_RAMP_SECONDS, Pace, SteeringInfo
+from soundstage.schemas.jam_stream import (
+    MAX_CHUNK_INDEX,
+    MAX_RAMP_SECONDS,
+    ErrorEvent,
+    Pace,
+    StatusEvent,
+    SteeringInfo,
+    StoppedEvent,
+)
 from soundstage.schemas.loop import MAX_BEATS_PER_BAR, MAX_BPM, MIN_BPM, StyleList
 
 RT_CHUNK_SECONDS = 2.0
@@ -79,7 +87,9 @@ class UpdateMessage(StyleFields):
 
 class ConsumeMessage(_Message):
     type: Literal["consume"]
-    chunk_index: int = Field(ge=1, validation_alias=AliasChoices("chunk_index", "index"), description="Played.")
+    chunk_index: int = Field(
+        ge=1, le=MAX_CHUNK_INDEX, validation_alias=AliasChoices("chunk_index", "index"), description="Played."
+    )
 
 
 class ReseedMessage(_Message):
@@ -120,6 +130,7 @@ class Started(_Message):
     chunk_duration_seconds: float
     sample_rate: int
     seed: int
+    started_in_seconds: float = Field(description="Time the worker took to set the session up.")
 
 
 class ChunkMessage(_Message):
@@ -140,33 +151,14 @@ class ChunkMeta(_Message):
     bytes: int = Field(description="Size of the binary frame it describes.")
 
 
-class Status(_Message):
-    type: Literal["status"] = "status"
-    message: str
-    applied_from_chunk: int | None = None
-
-
-class ErrorMessage(_Message):
-    type: Literal["error"] = "error"
-    code: str
-    message: str
-    fatal: bool = Field(description="The session ended with it (the socket stays open for a new `start`).")
-
-
-class Stopped(_Message):
-    type: Literal["stopped"] = "stopped"
-    reason: str
-    code: str | None = None
-    last_index: int
-
-
 class Pong(_Message):
     type: Literal["pong"] = "pong"
     t: float | str | None = None
     server_time: float
 
 
+# `status`, `error` and `stopped` are the session's own events (soundstage.schemas.jam_stream), relayed as they are.
 ServerMessage = Annotated[
-    Started | ChunkMessage | ChunkMeta | Status | ErrorMessage | Stopped | Pong, Field(discriminator="type")
+    Started | ChunkMessage | ChunkMeta | StatusEvent | ErrorEvent | StoppedEvent | Pong, Field(discriminator="type")
 ]
 SERVER = TypeAdapter[ServerMessage](ServerMessage)

@@ -47,13 +47,13 @@ class LoudnessMode(StrEnum):
     """The audio as the model wrote it (Magenta RT writes at a fixed -6 dB)."""
 
 
-class BarOptions(BaseModel):
-    """The form fields both routes take (the research API's names and defaults)."""
+class TempoStyleOptions(BaseModel):
+    """What every tempo-locked Magenta route takes (`/magenta/generate*`, `/magenta/jam/start`): tempo, styles,
+    sampling knobs and steering, in the research API's names and defaults."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     bpm: float = Field(ge=MIN_BPM, le=MAX_BPM, description=f"Tempo, {MIN_BPM:g}-{MAX_BPM:g} beats a minute.")
-    bars: int = Field(default=4, ge=1, le=MAX_BARS, description=f"Bars to generate, 1-{MAX_BARS}. Default 4.")
     beats_per_bar: int = Field(default=4, ge=1, le=MAX_BEATS_PER_BAR, description="Beats in a bar. Default 4.")
     styles: StyleList = Field(default="", description='Comma-separated text styles ("acid house, techno").')
     style_weights: str = Field(
@@ -77,23 +77,7 @@ class BarOptions(BaseModel):
         description="Sample rate of the answer: 44100 or 48000 (Magenta RT's own). Default: the loop's rate "
         "when it is one of them, else 48000.",
     )
-    loudness_mode: LoudnessMode = Field(
-        default=LoudnessMode.AUTO,
-        description="`auto` (match the loop's LUFS), `lufs` (-14 LUFS), `rms` (match the loop's RMS) or `none`.",
-    )
-    loudness_headroom_db: float = Field(
-        default=1.0, ge=0.0, le=24.0, description="True peak at most this many dB below full scale. Default 1."
-    )
-    intro_bars_to_drop: int = Field(
-        default=0,
-        ge=0,
-        le=MAX_INTRO_BARS,
-        description="Bars generated first and cut off, while the model settles. Default 0.",
-    )
     seed: int = Field(default=-1, ge=-1, le=SEED_MAX, description="Random seed; -1 (default) picks one.")
-    request_id: RequestId | None = Field(
-        default=None, description="Your id for this request: `GET /magenta/progress?request_id=` follows it."
-    )
     model: str | None = Field(
         default=None, description="Magenta RT model the pool serves. Default: the selected one (`/magenta/model`)."
     )
@@ -124,6 +108,28 @@ class BarOptions(BaseModel):
         if value is not None and value not in TARGET_SAMPLE_RATES:
             raise ValueError(f"target_sample_rate must be one of {', '.join(map(str, TARGET_SAMPLE_RATES))}")
         return value
+
+
+class BarOptions(TempoStyleOptions):
+    """The form fields both bar routes take (the research API's names and defaults)."""
+
+    bars: int = Field(default=4, ge=1, le=MAX_BARS, description=f"Bars to generate, 1-{MAX_BARS}. Default 4.")
+    loudness_mode: LoudnessMode = Field(
+        default=LoudnessMode.AUTO,
+        description="`auto` (match the loop's LUFS), `lufs` (-14 LUFS), `rms` (match the loop's RMS) or `none`.",
+    )
+    loudness_headroom_db: float = Field(
+        default=1.0, ge=0.0, le=24.0, description="True peak at most this many dB below full scale. Default 1."
+    )
+    intro_bars_to_drop: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_INTRO_BARS,
+        description="Bars generated first and cut off, while the model settles. Default 0.",
+    )
+    request_id: RequestId | None = Field(
+        default=None, description="Your id for this request: `GET /magenta/progress?request_id=` follows it."
+    )
 
     def seconds(self, bars: int | None = None) -> float:
         """Seconds of ``bars`` bars (default: ``self.bars``) at this tempo."""

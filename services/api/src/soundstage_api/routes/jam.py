@@ -23,9 +23,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from soundstage.errors import AppError, ErrorCode
 from soundstage.schemas import ErrorBody
+from soundstage.schemas.generate import SEED_MAX
 from soundstage.schemas.jam import (
     JamChunk,
     JamNext,
@@ -38,6 +40,7 @@ from soundstage.schemas.jam import (
     SessionId,
 )
 from soundstage.schemas.jam_stream import (
+    MAX_CHUNK_INDEX,
     Consumption,
     Pace,
     ReseedControl,
@@ -201,10 +204,11 @@ async def next_chunk(
             status_code=408,
         )
     event, audio = taken
+    encoded = await run_in_threadpool(base64.b64encode, audio)  # megabytes: off the event loop
     body = JamNext(
         chunk=JamChunk(
             index=event.index,
-            audio_base64=base64.b64encode(audio).decode("ascii"),
+            audio_base64=encoded.decode("ascii"),
             metadata=event.metadata,
             lateness_seconds=event.lateness_seconds,
         )
@@ -263,7 +267,9 @@ async def reseed(request: Request, state: State) -> dict[str, Any]:
     (or `seed`), from the next chunk; the old stream fades out under the new one (40 ms)."""
     async with received(request, state, LOOP_PART) as form:
         session_id = _session_field(form.fields)
-        seed = _int_field(form.fields, "seed", minimum=0) if form.fields.get("seed") not in (None, "", -1) else None
+        seed = None
+        if form.fields.get("seed") not in (None, "", -1, "-1"):  # -1: a new random seed, as everywhere
+            seed = _int_field(form.fields, "seed", minimum=0, maximum=SEED_MAX)
         await running(state, session_id)
         name = None
         if form.file_received:
@@ -367,14 +373,14 @@ def _session_field(fields: dict[str, Any]) -> str:
     return text
 
 
-def _int_field(fields: dict[str, Any], name: str, *, minimum: int) -> int:
+def _int_field(fields: dict[str, Any], name: str, *, minimum: int, maximum: int = MAX_CHUNK_INDEX) -> int:
     value = fields.get(name)
     try:
         number = int(value) if not isinstance(value, bool) and value not in (None, "") else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         number = None
-    if number is None or number < minimum:
-        raise form_error(f"{name} must be a whole number of at least {minimum}.", ["body", name], "int_parsing")
+    if number is None or not minimum <= number <= maximum:
+        raise form_error(f"{name} must be a whole number from {minimum} to {maximum}.", ["body", name], "int_parsing")
     return number
 
 
@@ -384,7 +390,7 @@ def _float_field(fields: dict[str, Any], name: str, *, default: float, maximum: 
         return default
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         number = -1.0
     if not 0.0 <= number <= maximum:
         raise form_error(f"{name} must be a number from 0 to {maximum:g}.", ["body", name], "float_parsing")

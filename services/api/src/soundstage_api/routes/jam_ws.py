@@ -24,12 +24,13 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
+from soundstage import jam_bus
 from soundstage.errors import AppError, ErrorCode
 from soundstage.schemas.jam import JamOptions
 from soundstage.schemas.jam_stream import (
@@ -46,16 +47,13 @@ from soundstage.schemas.jam_ws import (
     ChunkMessage,
     ChunkMeta,
     ConsumeMessage,
-    ErrorMessage,
     PingMessage,
     Pong,
     ReseedMessage,
     ServerMessage,
     Started,
     StartMessage,
-    Status,
     StopMessage,
-    Stopped,
     UpdateMessage,
 )
 from soundstage_api.auth import authenticate_socket
@@ -74,6 +72,8 @@ MAX_MESSAGE_BYTES = 24 * 1024 * 1024
 WS_MAX_FRAME_BYTES = 32 * 1024 * 1024
 """The server's frame limit (uvicorn's `ws_max_size`): a frame larger still closes the socket (1009)."""
 SOCKET_LEASE_SECONDS = 10.0
+STOP_WAIT_SECONDS = 5.0
+"""How long a `stop` waits for the worker's `stopped` before answering with its own."""
 LEASE_REFRESH_SECONDS = 2.0
 
 
@@ -85,7 +85,7 @@ async def jam_socket(websocket: WebSocket) -> None:
     refused = await authenticate_socket(websocket.headers, state)
     relay = SocketRelay(websocket, state)
     if refused is not None:
-        await relay.send(ErrorMessage(code=refused.code.value, message=refused.message, fatal=True))
+        await relay.send(ErrorEvent(code=refused.code.value, message=refused.message, fatal=True))
         await websocket.close(code=1008)
         return
     await relay.run()
@@ -99,7 +99,6 @@ class SocketRelay:
         self._session: str | None = None
         self._binary = False
         self._forward: asyncio.Task[None] | None = None
-        self._explicit = False
 
     async def run(self) -> None:
         lease = asyncio.create_task(self._keep_lease())
@@ -120,7 +119,7 @@ class SocketRelay:
             await self._socket.send_text(SERVER.dump_json(message).decode())
 
     async def _error(self, code: ErrorCode | str, message: str, *, fatal: bool = False) -> None:
-        await self.send(ErrorMessage(code=str(code), message=message, fatal=fatal))
+        await self.send(ErrorEvent(code=str(code), message=message, fatal=fatal))
 
     # -- the client's messages ------------------------------------------------------------------------------
 
@@ -133,7 +132,10 @@ class SocketRelay:
             await self._error(ErrorCode.BODY_TOO_LARGE, f"Messages are at most {MAX_MESSAGE_BYTES} bytes.")
             return
         try:
-            message = CLIENT.validate_json(text)
+            # A loop of megabytes is parsed off the event loop (other sockets keep streaming meanwhile).
+            message = (
+                CLIENT.validate_json(text) if len(text) < 65536 else await asyncio.to_thread(CLIENT.validate_json, text)
+            )
         except ValidationError as error:
             await self._error(ErrorCode.BAD_MESSAGE, _describe(error))
             return
@@ -159,12 +161,18 @@ class SocketRelay:
             control = await update_control(self._state, record, message, styles_sent=message.styles is not None)
             await self._state.jams.send(self._session, control)
         elif isinstance(message, ConsumeMessage):
-            self._explicit = True
+            record = await self._record()
+            if message.chunk_index > record.index("generated"):
+                raise AppError(
+                    ErrorCode.VALIDATION_ERROR,
+                    f"chunk {message.chunk_index} has not been made yet (the newest is {record.index('generated')}).",
+                    status_code=422,
+                )
             await self._state.jams.consume(self._session, message.chunk_index)
         elif isinstance(message, ReseedMessage):
             name = None
             if message.loop_audio_b64 is not None:
-                with _decoded_file(message.loop_audio_b64) as path:
+                async with _decoded_file(message.loop_audio_b64) as path:
                     if path is None:  # never: the audio was given
                         return
                     stem = f"jam-{self._session}_reseed-{os.urandom(4).hex()}"
@@ -187,7 +195,7 @@ class SocketRelay:
             await self._attach(message.session_id)
             return
         options = _options(message)
-        with _decoded_file(message.loop_audio_b64) as loop:
+        async with _decoded_file(message.loop_audio_b64) as loop:
             start = await prepare_start(
                 self._state,
                 options,
@@ -216,6 +224,7 @@ class SocketRelay:
                 chunk_duration_seconds=params.chunk_seconds,
                 sample_rate=params.target_sample_rate,
                 seed=params.seed,
+                started_in_seconds=started.started_in_seconds,
             )
         )
         self._forward = asyncio.create_task(self._relay(start.session_id, "0-0"))
@@ -227,10 +236,9 @@ class SocketRelay:
             raise AppError(ErrorCode.SESSION_NOT_FOUND, f"No jam session {session_id!r}.", status_code=404)
         if record.ended:
             raise AppError(ErrorCode.SESSION_ENDED, "That session has ended.", status_code=404)
-        self._session = session_id
-        self._explicit = True  # its HTTP client consumes explicitly
+        self._session = session_id  # its consumption stays explicit, as its HTTP client started it
         delivered = record.index("delivered")
-        after = f"{delivered}-1" if delivered else "0-0"
+        after = jam_bus.last_id_of(delivered) if delivered else "0-0"
         self._forward = asyncio.create_task(self._relay(session_id, after))
 
     # -- the session's events -------------------------------------------------------------------------------
@@ -242,17 +250,17 @@ class SocketRelay:
                 if isinstance(event, ChunkEvent) and entry.audio is not None:
                     await self._send_chunk(event, entry.audio)
                     await self._state.jams.mark_delivered(session_id, event.index)
-                elif isinstance(event, StatusEvent):
-                    await self.send(Status(message=event.message, applied_from_chunk=event.applied_from_chunk))
-                elif isinstance(event, ErrorEvent):
-                    await self.send(ErrorMessage(code=event.code, message=event.message, fatal=event.fatal))
+                elif isinstance(event, StatusEvent | ErrorEvent):
+                    await self.send(event)
                 elif isinstance(event, StoppedEvent):
-                    await self.send(Stopped(reason=event.reason, code=event.code, last_index=event.last_index))
+                    await self.send(event)
                     break
         except (WebSocketDisconnect, RuntimeError):
             return  # the socket closed under us: run() ends the session
         except Exception:
             logger.exception("jam %s: relaying failed", session_id)
+            with contextlib.suppress(Exception):
+                await self._state.jams.stop(session_id, "its stream could not be relayed")
             with contextlib.suppress(Exception):
                 await self._error(ErrorCode.INTERNAL_ERROR, "The stream could not be relayed.", fatal=True)
         if self._session == session_id:
@@ -260,21 +268,18 @@ class SocketRelay:
 
     async def _send_chunk(self, event: ChunkEvent, audio: bytes) -> None:
         if self._binary:
-            async with self._send_lock:
-                await self._socket.send_bytes(audio)
-            await self.send(
-                ChunkMeta(
-                    index=event.index,
-                    metadata=event.metadata,
-                    lateness_seconds=event.lateness_seconds,
-                    bytes=len(audio),
-                )
+            meta = ChunkMeta(
+                index=event.index, metadata=event.metadata, lateness_seconds=event.lateness_seconds, bytes=len(audio)
             )
+            async with self._send_lock:  # the frame and its chunk_meta, with nothing between them
+                await self._socket.send_bytes(audio)
+                await self._socket.send_text(SERVER.dump_json(meta).decode())
             return
+        encoded = await asyncio.to_thread(base64.b64encode, audio)  # megabytes: off the event loop
         await self.send(
             ChunkMessage(
                 index=event.index,
-                audio_base64=base64.b64encode(audio).decode("ascii"),
+                audio_base64=encoded.decode("ascii"),
                 metadata=event.metadata,
                 lateness_seconds=event.lateness_seconds,
             )
@@ -288,16 +293,22 @@ class SocketRelay:
                     await self._state.jams.touch(self._session, SOCKET_LEASE_SECONDS)
 
     async def _end(self, reason: str) -> None:
-        """Stop the socket's session (if any) and wait for its `stopped` to be relayed (the socket may be gone)."""
+        """Stop the socket's session (if any) and relay its `stopped` (made here if its worker has not said it
+        within STOP_WAIT_SECONDS: it is finishing a long chunk; the socket may be gone)."""
         session = self._session
         if session is None:
             return
         with contextlib.suppress(Exception):
             await self._state.jams.stop(session, reason)
-        if self._forward is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self._forward), timeout=5.0)
-            self._forward.cancel()
+        forward = self._forward
+        if forward is not None:
+            done, _ = await asyncio.wait({forward}, timeout=STOP_WAIT_SECONDS)
+            if not done:
+                forward.cancel()
+                record = await self._state.jams.record(session)
+                last = record.index("generated") if record is not None else 0
+                with contextlib.suppress(Exception):
+                    await self.send(StoppedEvent(reason=reason, code=None, last_index=last))
         self._session = None
 
 
@@ -329,24 +340,30 @@ def _options(message: StartMessage) -> JamOptions:
         raise AppError(ErrorCode.VALIDATION_ERROR, _describe(error), status_code=422) from error
 
 
-@contextlib.contextmanager
-def _decoded_file(data: str | None) -> Iterator[Path | None]:
-    """Base64 audio written to a temporary file (None: none given), removed afterwards."""
+@contextlib.asynccontextmanager
+async def _decoded_file(data: str | None) -> AsyncIterator[Path | None]:
+    """Base64 audio written to a temporary file (None: none given), removed afterwards; decoded and written
+    off the event loop."""
     if data is None:
         yield None
         return
+    path = await asyncio.to_thread(_write_decoded, data)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _write_decoded(data: str) -> Path:
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as error:
         raise AppError(ErrorCode.AUDIO_UNDECODABLE, "The audio is not valid base64.", status_code=422) from error
     handle, name = tempfile.mkstemp(prefix="soundstage-jam-", suffix=".audio")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(raw)
-        yield Path(name)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
+    with os.fdopen(handle, "wb") as file:
+        file.write(raw)
+    return Path(name)
 
 
 def _describe(error: ValidationError) -> str:
