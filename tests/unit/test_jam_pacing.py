@@ -4,7 +4,7 @@ last one acknowledged, in real time also past what plays now; lateness counts fr
 from __future__ import annotations
 
 import pytest
-from soundstage_magenta.jam_runner import IDLE_POLL_SECONDS, lateness_of, window_wait
+from soundstage_magenta.jam_pacing import IDLE_POLL_SECONDS, lateness_of, window_wait
 
 
 def _wait(index: int, **overrides: object) -> float:

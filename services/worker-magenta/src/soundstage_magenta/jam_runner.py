@@ -1,14 +1,6 @@
 """One jam session on the worker holding its slot: set up from its start request, then chunk after chunk
 until it is stopped, its client is gone, or it fails; every way out ends it in Redis and frees the slot.
-
-**Pacing.** Chunk k is generated only while it is at most `max_ahead` chunks past what the client consumed
-(or, with ``Consumption.DELIVERED``, past what was sent to it, until it sends a `consume`); at
-``Pace.REALTIME`` also only once wall-clock playback is within `max_ahead` chunks of it.
-
-**Lateness.** A chunk's playback deadline is when its client would start playing it if it played on
-without a break from the last chunk it consumed (from the first chunk until it consumes one). A chunk
-ready after its deadline is late: an underrun (the client had nothing to play), counted in the session's
-figures, its `chunk` event and the fleet's metrics (``telemetry.record_jam_chunk``).
+How far ahead it runs and when a chunk is late: soundstage_magenta.jam_pacing.
 """
 
 from __future__ import annotations
@@ -17,7 +9,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,6 +40,7 @@ from soundstage.storage import ObjectStore
 from soundstage_magenta.engine import MagentaEngine
 from soundstage_magenta.finetune import NO_ASSETS, SteeringAssets
 from soundstage_magenta.jam_link import SessionLink
+from soundstage_magenta.jam_pacing import IDLE_POLL_SECONDS, SessionFigures, lateness_of, window_wait
 from soundstage_magenta.jam_session import Chunk, JamSession
 from soundstage_magenta.jam_style import StyleRamp
 from soundstage_magenta.job import Embedding, embed_prompt
@@ -57,56 +49,7 @@ from soundstage_magenta.system import CHANNELS, SAMPLE_RATE, STYLE_SAMPLE_RATE, 
 
 logger = logging.getLogger(__name__)
 
-IDLE_POLL_SECONDS = 0.5
-"""How often a session waiting for its window checks its client and its controls."""
 Samples = np.ndarray[Any, np.dtype[np.float32]]
-
-
-@dataclass
-class SessionFigures:
-    """What a session reports of itself (`/health`, the `status` route)."""
-
-    chunks: int = 0
-    underruns: int = 0
-    max_lateness: float = 0.0
-    first_chunk_seconds: float | None = None
-    compute_seconds: float = 0.0
-    started_at: float = field(default_factory=time.time)
-
-    def real_time_factor(self, chunk_seconds: float) -> float | None:
-        """Seconds of audio made per second spent making it."""
-        return round(self.chunks * chunk_seconds / self.compute_seconds, 3) if self.compute_seconds > 0 else None
-
-
-def window_wait(
-    index: int,
-    *,
-    acknowledged: int,
-    max_ahead: int,
-    realtime: bool,
-    anchor: tuple[float, int] | None,
-    chunk_seconds: float,
-    now: float,
-) -> float:
-    """Seconds chunk ``index`` waits before it is made (0: now): it must be at most ``max_ahead`` chunks past
-    the last one ``acknowledged`` (consumed, or delivered); in real time, also at most ``max_ahead`` chunks
-    past what plays now (``anchor``: (time, chunk) when that chunk started playing)."""
-    if index == 1:
-        return 0.0
-    if index > acknowledged + max_ahead:
-        return IDLE_POLL_SECONDS
-    if realtime and anchor is not None:
-        anchor_time, anchor_index = anchor
-        return max(0.0, anchor_time + (index - anchor_index - max_ahead) * chunk_seconds - now)
-    return 0.0
-
-
-def lateness_of(index: int, ready: float, anchor: tuple[float, int], chunk_seconds: float) -> float:
-    """How long after its playback deadline chunk ``index`` was ready at ``ready`` (0: in time): the deadline
-    is when it would start playing, playing on without a break from ``anchor`` ((time, chunk) when that
-    chunk started playing)."""
-    anchor_time, anchor_index = anchor
-    return max(0.0, ready - (anchor_time + (index - anchor_index) * chunk_seconds))
 
 
 class JamRunner:
