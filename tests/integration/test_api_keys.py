@@ -141,6 +141,19 @@ def test_scopes_are_enforced_per_route(stored: tuple[TestClient, ApiKeyStore]) -
         client.post("/segmind/v1/meta-musicgen-small", json={"prompt": "x"}, headers=separator), 401, "api_key_scope"
     )
 
+    # Jams need the `jam` scope, over HTTP and on the socket; with it, the start gets as far as the workers.
+    jammer = {"X-API-Key": store.create("looper", frozenset({Scope.JAM})).api_key}
+    jam = {"bpm": "120", "styles": "disco"}
+    refused = _error(client.post("/magenta/jam/start", data=jam, headers=generator), 403, "api_key_scope")
+    assert refused["details"] == {"scope": "jam"}
+    _error(client.post("/magenta/jam/start", data=jam, headers=jammer), 503, "model_unavailable")  # no worker here
+    with client.websocket_connect("/ws/jam", headers=generator) as socket:
+        error = socket.receive_json()
+        assert error["type"] == "error" and error["code"] == "api_key_scope" and error["fatal"] is True
+    with client.websocket_connect("/ws/jam", headers=jammer) as socket:
+        socket.send_json({"type": "ping", "t": 1})
+        assert socket.receive_json()["type"] == "pong"
+
     job_id = client.post("/generate", json=BODY, headers=generator).json()["job_id"]
     # Reading and cancelling its own jobs needs no scope; admin implies every scope and sees every job.
     assert client.get("/jobs", headers=separator).json()["total"] == 0

@@ -123,6 +123,7 @@ KEY_CHECKS = (require_api_key, require_api_key_401)
 ApiKey = Depends(require_api_key)
 ApiKeyOr401 = Depends(require_api_key_401)
 MayGenerate = Depends(RequireScope(Scope.GENERATE))
+MayJam = Depends(RequireScope(Scope.JAM))
 MaySeparate = Depends(RequireScope(Scope.SEPARATE))
 MayGenerateOr401 = Depends(RequireScope(Scope.GENERATE, status_code=401, quota_status_code=406))
 
@@ -140,8 +141,13 @@ async def authenticate_socket(headers: Mapping[str, str], state: AppState) -> Ap
         return _missing()
     if caller is None:
         return AppError(ErrorCode.API_KEY_INVALID, "Invalid API key.", status_code=403)
-    if not caller.scopes or Scope.GENERATE not in caller.scopes:
-        return AppError(ErrorCode.API_KEY_SCOPE, "This API key may not generate.", status_code=403)
+    if Scope.JAM not in caller.scopes and not caller.admin:
+        return AppError(
+            ErrorCode.API_KEY_SCOPE,
+            "This API key may not do this: it lacks the 'jam' scope.",
+            status_code=403,
+            details={"scope": Scope.JAM.value},
+        )
     try:
         await state.limits.admit_key(caller.owner)
     except AppError as limited:

@@ -47,7 +47,7 @@ from soundstage.schemas.jam_stream import (
     SpliceControl,
 )
 from soundstage.schemas.loop import MAX_LOOP_SECONDS
-from soundstage_api.auth import ApiKey, MayGenerate
+from soundstage_api.auth import ApiKey, MayJam
 from soundstage_api.guarded_route import GuardedRoute
 from soundstage_api.jam_requests import begin, prepare_start, store_upload, update_control
 from soundstage_api.jam_sessions import SessionRecord, not_found, session_ended
@@ -72,7 +72,7 @@ NEXT_WAIT_SECONDS = 30.0
 DEFAULT_RATE = 48_000
 
 router = APIRouter(prefix=PREFIX, route_class=GuardedRoute, tags=["magenta jam"])
-generating = [ApiKey, MayGenerate]
+jamming = [ApiKey, MayJam]
 
 _SESSION_ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorBody, "description": "Unknown session (`session_not_found`) or ended (`session_ended`)"},
@@ -129,7 +129,7 @@ def _start_schema() -> dict[str, object]:
 
 @router.post(
     "/start",
-    dependencies=generating,
+    dependencies=jamming,
     response_model=JamStarted,
     responses={
         422: {"model": ErrorBody, "description": "Invalid fields or loop (`validation_error`, `audio_*`)"},
@@ -218,7 +218,7 @@ async def next_chunk(
 
 @router.post(
     "/consume",
-    dependencies=generating,
+    dependencies=jamming,
     responses=_SESSION_ERRORS,
     summary="Mark a chunk consumed (played): the jam runs on past it",
 )
@@ -239,7 +239,7 @@ async def consume(request: Request, state: State) -> dict[str, Any]:
 
 @router.post(
     "/update",
-    dependencies=generating,
+    dependencies=jamming,
     responses=_SESSION_ERRORS,
     summary="Change the jam's styles and knobs, from the next chunk",
 )
@@ -258,7 +258,7 @@ async def update(request: Request, state: State) -> dict[str, Any]:
 
 @router.post(
     "/reseed",
-    dependencies=generating,
+    dependencies=jamming,
     responses=_SESSION_ERRORS,
     summary="Start the jam's stream again from its loop (or a new `loop_audio`)",
 )
@@ -282,7 +282,7 @@ async def reseed(request: Request, state: State) -> dict[str, Any]:
 
 @router.post(
     "/reseed_splice",
-    dependencies=generating,
+    dependencies=jamming,
     responses=_SESSION_ERRORS,
     summary="Start the jam's stream again from what the client hears (`combined_audio`)",
 )
@@ -302,9 +302,7 @@ async def reseed_splice(request: Request, state: State) -> dict[str, Any]:
     return {"ok": True, "session_id": session_id, "applied_from": "the next chunk"}
 
 
-@router.post(
-    "/stop", dependencies=generating, response_model=JamStopped, responses=_SESSION_ERRORS, summary="Stop a jam"
-)
+@router.post("/stop", dependencies=jamming, response_model=JamStopped, responses=_SESSION_ERRORS, summary="Stop a jam")
 async def stop(request: Request, state: State) -> JamStopped:
     """`{"session_id": ...}` (JSON or a form field): the session ends after the chunk it is making and its
     slot is freed. Stopping an ended session is not an error."""
@@ -316,7 +314,7 @@ async def stop(request: Request, state: State) -> JamStopped:
     return JamStopped(stopped=[session_id], ok=True)
 
 
-@router.post("/stop_all", dependencies=generating, response_model=JamStopped, summary="Stop every jam of this key")
+@router.post("/stop_all", dependencies=jamming, response_model=JamStopped, summary="Stop every jam of this key")
 async def stop_all(state: State) -> JamStopped:
     """Every running session of the caller's key (an admin key, or any caller with auth off: every session)."""
     viewer = current_viewer()
