@@ -31,10 +31,22 @@ def client(redis_server: RedisServer) -> Iterator[redis.Redis[Any]]:
 def test_empty_redis_gives_an_empty_snapshot(client: redis.Redis[Any]) -> None:
     snapshot = telemetry.read_snapshot(client)
     assert snapshot.counters == {}
-    assert set(snapshot.histograms) == {telemetry.JOB_DURATION, telemetry.QUEUE_WAIT}
+    assert set(snapshot.histograms) == {telemetry.JOB_DURATION, telemetry.QUEUE_WAIT, telemetry.JAM_LATENESS}
     for name, histogram in snapshot.histograms.items():
         assert histogram.bounds == telemetry.BUCKETS[name]
         assert histogram.series == {}
+
+
+def test_jam_chunks_are_counted_with_their_lateness_and_late_ones_as_underruns(client: redis.Redis[Any]) -> None:
+    telemetry.record_jam_chunk(client, "random:tiny", 0.0)
+    telemetry.record_jam_chunk(client, "random:tiny", 0.0)
+    telemetry.record_jam_chunk(client, "random:tiny", 0.3)
+    snapshot = telemetry.read_snapshot(client)
+    assert snapshot.counters[telemetry.JAM_CHUNKS] == {("random:tiny",): 3.0}
+    assert snapshot.counters[telemetry.JAM_UNDERRUNS] == {("random:tiny",): 1.0}
+    lateness = snapshot.histograms[telemetry.JAM_LATENESS]
+    counts, total = lateness.series[(telemetry.JAM_KIND, "random:tiny")]
+    assert counts[0] == 2 and sum(counts) == 3 and total == pytest.approx(0.3)  # two in time (le 0), one late
 
 
 def test_submitted_jobs_are_counted_per_kind_and_model(client: redis.Redis[Any]) -> None:
