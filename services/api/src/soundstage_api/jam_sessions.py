@@ -331,8 +331,19 @@ class JamSessions:
         pipe.expire(key, jam_bus.SESSION_TTL_SECONDS)
         await pipe.execute()
 
-    async def consume(self, session_id: str, index: int) -> int:
-        """Record chunk ``index`` consumed (it only ever grows) and wake the worker; the consumed index now."""
+    async def consume(self, record: SessionRecord, index: int) -> int:
+        """Record chunk ``index`` consumed (it only ever grows) and wake the worker; the consumed index now.
+        422 `validation_error` for a chunk not made yet (it would open the window past what exists)."""
+        newest = record.index("generated")
+        if index > newest:
+            message = f"chunk {index} has not been made yet (the newest is {newest})."
+            raise AppError(
+                ErrorCode.VALIDATION_ERROR,
+                message,
+                status_code=422,
+                details=[{"loc": ["body", "chunk_index"], "msg": message, "type": "value_error"}],
+            )
+        session_id = record.session_id
         consumed = await self.redis.eval(  # type: ignore[misc,no-untyped-call]
             jam_bus.RAISE_CONSUMED, 1, jam_bus.session_key(session_id), str(index)
         )

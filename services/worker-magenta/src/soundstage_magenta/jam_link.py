@@ -73,9 +73,6 @@ class SessionLink:
         """`starting` becomes `running`; False when the session was ended during its start."""
         return bool(self._redis.eval(jam_bus.START_RUNNING, 1, self._record, worker))  # type: ignore[no-untyped-call]
 
-    def exists(self) -> bool:
-        return bool(self._redis.exists(self._record))
-
     def update(self, **fields: str | int | float) -> None:
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(self._record, mapping=fields)  # type: ignore[arg-type]

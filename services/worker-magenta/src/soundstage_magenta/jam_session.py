@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from soundstage.schemas.jam import ChunkMetadata, JamParams
-from soundstage_magenta.system import CHANNELS, FRAMES_PER_SECOND, SAMPLE_RATE, SAMPLES_PER_FRAME, MagentaSystem
+from soundstage_magenta.system import CHANNELS, SAMPLE_RATE, SAMPLES_PER_FRAME, MagentaSystem
 
 SESSION_GAIN = 2.0
 """+6 dB: undoes the fixed 0.5 Magenta RT writes with, so a jam plays at the level the model makes (one gain
@@ -100,7 +100,6 @@ class JamSession:
         self._pending = np.zeros((CHANNELS, 0), np.float32)  # generated at the target rate, not yet sent
         self._sent = 0
         self.index = 0
-        self.generated_seconds = 0.0
 
     def update(
         self,
@@ -175,7 +174,6 @@ class JamSession:
             state=self._state,
         )
         self._state = generated.state
-        self.generated_seconds += frames / FRAMES_PER_SECOND
         samples = np.ascontiguousarray(generated.samples.T)  # (channels, n) at SAMPLE_RATE
         if self._skip:
             dropped = min(self._skip, samples.shape[1])

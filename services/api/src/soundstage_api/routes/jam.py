@@ -69,7 +69,6 @@ PREFIX = "/magenta/jam"
 LOOP_PART = "loop_audio"
 COMBINED_PART = "combined_audio"
 NEXT_WAIT_SECONDS = 30.0
-DEFAULT_RATE = 48_000
 
 router = APIRouter(prefix=PREFIX, route_class=GuardedRoute, tags=["magenta jam"])
 jamming = [ApiKey, MayJam]
@@ -227,13 +226,7 @@ async def consume(request: Request, state: State) -> dict[str, Any]:
     async with received(request, state, LOOP_PART) as form:
         session_id = _session_field(form.fields)
         index = _int_field(form.fields, "chunk_index", minimum=1)
-    record = await running(state, session_id)
-    if index > record.index("generated"):
-        raise form_error(
-            f"chunk {index} has not been made yet (the newest is {record.index('generated')}).",
-            ["body", "chunk_index"],
-        )
-    consumed = await state.jams.consume(session_id, index)
+    consumed = await state.jams.consume(await running(state, session_id), index)
     return {"ok": True, "session_id": session_id, "consumed": consumed}
 
 

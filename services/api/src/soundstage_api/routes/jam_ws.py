@@ -161,14 +161,7 @@ class SocketRelay:
             control = await update_control(self._state, record, message, styles_sent=message.styles is not None)
             await self._state.jams.send(self._session, control)
         elif isinstance(message, ConsumeMessage):
-            record = await self._record()
-            if message.chunk_index > record.index("generated"):
-                raise AppError(
-                    ErrorCode.VALIDATION_ERROR,
-                    f"chunk {message.chunk_index} has not been made yet (the newest is {record.index('generated')}).",
-                    status_code=422,
-                )
-            await self._state.jams.consume(self._session, message.chunk_index)
+            await self._state.jams.consume(await self._record(), message.chunk_index)
         elif isinstance(message, ReseedMessage):
             name = None
             if message.loop_audio_b64 is not None:
